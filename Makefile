@@ -1,0 +1,35 @@
+# promptvault — build, test, benchmark and demo targets.
+GO       ?= go
+BIN      ?= bin/promptvault
+PKGS     := ./...
+
+.PHONY: all build test vet fmt-check bench bench-index demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/promptvault
+
+# test: formatting, vet, then every test (real git repos, SQLite files, HTTP servers).
+test: fmt-check vet
+	$(GO) test -count=1 $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# bench: Go benchmarks (each with its baseline in the same run), then the
+# indexing benchmark against git log on a generated repository.
+# PV_BENCH_PROMPTS / PV_BENCH_COMMITS size it (defaults 2000 x 40000).
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) run ./cmd/pvbench -bin $(BIN)
+
+demo: build
+	$(BIN) demo
+
+clean:
+	rm -rf bin

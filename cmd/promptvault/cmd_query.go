@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/resolver/promptfile"
+)
+
+func (c *cli) promptsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "prompts",
+		Short: "List indexed prompts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			d, err := c.openData(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			var ps []index.Prompt
+			err = d.db.View(ctx, func(tx *index.Tx) (err error) {
+				ps, err = tx.Prompts(ctx)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if c.json {
+				if ps == nil {
+					ps = []index.Prompt{}
+				}
+				return c.printJSON(map[string]any{"prompts": ps})
+			}
+			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KEY\tNEWEST\tVERSIONS\tDRAFTS\tSTATE")
+			for _, p := range ps {
+				state := "active"
+				if p.Archived {
+					state = "archived"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", p.Key, p.Newest, p.Versions, p.Drafts, state)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func (c *cli) versionsCmd() *cobra.Command {
+	var search string
+	cmd := &cobra.Command{
+		Use:   "versions KEY",
+		Short: "List a prompt's drafts and versions, newest first",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			key := args[0]
+			if err := promptfile.ValidateKey(key); err != nil {
+				return err
+			}
+			d, err := c.openData(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			var drafts, vs []index.Version
+			err = d.db.View(ctx, func(tx *index.Tx) error {
+				if _, err := tx.PromptInfo(ctx, key); err != nil {
+					return err
+				}
+				var err error
+				if drafts, err = tx.Drafts(ctx, key, search); err != nil {
+					return err
+				}
+				vs, err = tx.Versions(ctx, key, index.VersionQuery{Search: search})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			all := append(drafts, vs...)
+			if c.json {
+				if all == nil {
+					all = []index.Version{}
+				}
+				return c.printJSON(map[string]any{"key": key, "versions": all})
+			}
+			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "VERSION\tCOMMIT\tDATE\tAUTHOR\tVALID\tMESSAGE")
+			for _, v := range all {
+				valid := "yes"
+				if !v.Valid {
+					valid = "NO"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Label, short(v.Commit), v.CreatedAt, v.Author, valid, firstLine(v.Message))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&search, "search", "", "only versions whose message or author contains this text (case-insensitive)")
+	return cmd
+}
+
+func (c *cli) showCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show KEY [VERSION]",
+		Short: "Show a version's source and metadata (default: the newest version)",
+		Long: `show prints one version of a prompt: its metadata, validation problems and
+the file's source. VERSION is vN, N or draft:NAME; without it, the newest
+version is shown.`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			key := args[0]
+			if err := promptfile.ValidateKey(key); err != nil {
+				return err
+			}
+			d, err := c.openData(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			label := ""
+			if len(args) == 2 {
+				label = args[1]
+			}
+			v, err := c.lookupVersion(ctx, d, key, label)
+			if err != nil {
+				return err
+			}
+			var src []byte
+			if v.BlobSHA != "" {
+				repo, err := c.mirror(d)
+				if err != nil {
+					return err
+				}
+				defer repo.Close()
+				if src, err = repo.Blob(v.BlobSHA); err != nil {
+					return fmt.Errorf("read %s %s: %w", key, v.Label, err)
+				}
+			}
+			if c.json {
+				return c.printJSON(struct {
+					index.Version
+					Source string `json:"source"`
+				}{v, string(src)})
+			}
+			w := c.stdout
+			fmt.Fprintf(w, "key:      %s\nversion:  %s\ncommit:   %s\nauthor:   %s\ndate:     %s\nsha256:   %s\npath:     %s\n",
+				v.Key, v.Label, v.Commit, v.Author, v.CreatedAt, v.SHA256, v.Path)
+			fmt.Fprintf(w, "message:  %s\n", strings.ReplaceAll(v.Message, "\n", "\n          "))
+			if v.Valid {
+				fmt.Fprintln(w, "valid:    yes")
+			} else {
+				fmt.Fprintln(w, "valid:    no")
+				for _, p := range v.Problems {
+					fmt.Fprintf(w, "  %s\n", p)
+				}
+			}
+			if v.Deleted {
+				fmt.Fprintln(w, "\n(this draft deletes the prompt)")
+				return nil
+			}
+			fmt.Fprintf(w, "---\n%s", src)
+			if len(src) > 0 && src[len(src)-1] != '\n' {
+				fmt.Fprintln(w)
+			}
+			return nil
+		},
+	}
+}
+
+// lookupVersion finds key's version by label, or the newest when label is "".
+func (c *cli) lookupVersion(ctx context.Context, d *data, key, label string) (index.Version, error) {
+	var v index.Version
+	err := d.db.View(ctx, func(tx *index.Tx) error {
+		p, err := tx.PromptInfo(ctx, key)
+		if err != nil {
+			return err
+		}
+		if label == "" {
+			if p.Newest == "" {
+				return fmt.Errorf("prompt %q has no versions: %w", key, index.ErrNotFound)
+			}
+			label = p.Newest
+		}
+		v, err = tx.Version(ctx, key, label)
+		return err
+	})
+	return v, err
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/promptvault/promptvault/gitstore"
+	"github.com/promptvault/promptvault/index"
+)
+
+// cli holds the common flags and the streams of one invocation.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+
+	data          string
+	repo          string
+	branch        string
+	promptsDir    string
+	addr          string
+	webhookSecret string
+	json          bool
+	logLevel      string
+
+	explicit map[string]bool // flags given on the command line or by env
+	log      *slog.Logger
+}
+
+const longHelp = `promptvault is a Git-backed prompt registry for LLM applications.
+
+Prompts are YAML files under prompts/ in a Git repository; every commit on
+the tracked branch that changes one is a new immutable version (v1, v2, ...).
+Other branches are drafts. Applications read prompts over HTTP by key.
+
+Every common flag can also be set through an environment variable named
+PV_ plus the flag's name in upper snake case (--prompts-dir: PV_PROMPTS_DIR);
+a flag on the command line wins over the variable, the variable over the
+default. The data directory remembers --repo, --branch and --prompts-dir
+from the first sync, so later commands need only --data.`
+
+func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "promptvault",
+		Short:         "Git-backed prompt registry",
+		Long:          longHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return c.setup(cmd)
+		},
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&c.data, "data", ".promptvault", "data directory (index and Git mirror)")
+	pf.StringVar(&c.repo, "repo", "", "prompts repository: a local path or a URL (remembered by the data directory)")
+	pf.StringVar(&c.branch, "branch", "main", "tracked branch")
+	pf.StringVar(&c.promptsDir, "prompts-dir", "prompts", "directory of prompt files in the repository")
+	pf.StringVar(&c.addr, "addr", "127.0.0.1:8080", "HTTP listen address")
+	pf.StringVar(&c.webhookSecret, "webhook-secret", "", "GitHub webhook secret")
+	pf.BoolVar(&c.json, "json", false, "machine-readable JSON output")
+	pf.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+
+	root.AddCommand(
+		c.syncCmd(), c.reindexCmd(), c.validateCmd(),
+		c.promptsCmd(), c.versionsCmd(), c.showCmd(),
+	)
+	return root
+}
+
+// setup applies PV_ environment variables to flags not set on the command
+// line and remembers which flags the user gave.
+func (c *cli) setup(cmd *cobra.Command) error {
+	c.explicit = map[string]bool{}
+	var err error
+	visit := func(f *pflag.Flag) {
+		env := "PV_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if f.Changed {
+			c.explicit[f.Name] = true
+			return
+		}
+		if v, ok := os.LookupEnv(env); ok && err == nil {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", env, v, e)
+				return
+			}
+			c.explicit[f.Name] = true
+		}
+	}
+	cmd.Flags().VisitAll(visit)
+	cmd.InheritedFlags().VisitAll(visit)
+	if err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if e := lvl.UnmarshalText([]byte(c.logLevel)); e != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.logLevel)
+	}
+	c.log = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: lvl}))
+	return nil
+}
+
+// printJSON writes v as indented JSON to stdout.
+func (c *cli) printJSON(v any) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// data is an opened data directory.
+type data struct {
+	dir  string
+	db   *index.DB
+	cfg  index.Config
+	repo string // remembered repository path or URL
+	lock *os.File
+}
+
+func (d *data) Close() error {
+	err := d.db.Close()
+	if d.lock != nil {
+		d.lock.Close()
+	}
+	return err
+}
+
+// openData opens the data directory's index and settles the repository
+// configuration: explicit flags win; otherwise what the directory remembers;
+// otherwise defaults. remember stores the result (sync and serve do).
+func (c *cli) openData(ctx context.Context, remember bool) (*data, error) {
+	if err := os.MkdirAll(c.data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", c.data, err)
+	}
+	db, err := index.Open(ctx, filepath.Join(c.data, "index.db"))
+	if err != nil {
+		return nil, err
+	}
+	d := &data{dir: c.data, db: db}
+	err = db.Update(ctx, func(tx *index.Tx) error {
+		for _, s := range []struct {
+			flag, meta string
+			val        *string
+		}{
+			{"repo", "repo", &c.repo},
+			{"branch", "branch", &c.branch},
+			{"prompts-dir", "prompts_dir", &c.promptsDir},
+		} {
+			stored, err := tx.Meta(ctx, s.meta)
+			if err != nil {
+				return err
+			}
+			if s.flag == "repo" && c.explicit[s.flag] {
+				*s.val = normalizeRepo(*s.val)
+			}
+			switch {
+			case !c.explicit[s.flag] && stored != "":
+				*s.val = stored
+			case c.explicit[s.flag] && stored != "" && stored != *s.val && s.flag != "repo":
+				indexed, err := tx.Meta(ctx, "head")
+				if err != nil {
+					return err
+				}
+				if indexed != "" {
+					return fmt.Errorf("data directory %s indexes --%s %q; it cannot switch to %q (use another --data)",
+						c.data, s.flag, stored, *s.val)
+				}
+			}
+			if remember && *s.val != "" {
+				if err := tx.SetMeta(ctx, s.meta, *s.val); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	d.repo = c.repo
+	d.cfg = index.Config{Branch: c.branch, PromptsDir: c.promptsDir, BranchDrafts: true}
+	return d, nil
+}
+
+// mirror opens the data directory's Git mirror of the repository.
+func (c *cli) mirror(d *data) (*gitstore.Repo, error) {
+	if d.repo == "" {
+		return nil, fmt.Errorf("no repository configured: pass --repo PATH|URL (or set PV_REPO) on the first sync")
+	}
+	return gitstore.Open(filepath.Join(d.dir, "mirror.git"), d.repo, gitstore.Options{Logger: c.log})
+}
+
+// lockSync takes the data directory's sync lock, so two processes never
+// fetch into the mirror or index at the same time; it waits for the other.
+func (d *data) lockSync() error {
+	f, err := os.OpenFile(filepath.Join(d.dir, "sync.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("sync lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return fmt.Errorf("sync lock: %w", err)
+	}
+	d.lock = f
+	return nil
+}
+
+func (d *data) unlockSync() {
+	if d.lock != nil {
+		d.lock.Close()
+		d.lock = nil
+	}
+}
+
+// normalizeRepo makes a local path absolute so the remembered value works
+// from any directory; URLs pass through.
+func normalizeRepo(repo string) string {
+	if repo == "" || strings.Contains(repo, "://") || isSCPLike(repo) {
+		return repo
+	}
+	if abs, err := filepath.Abs(repo); err == nil {
+		return abs
+	}
+	return repo
+}
+
+// isSCPLike reports git's user@host:path form.
+func isSCPLike(s string) bool {
+	at := strings.Index(s, "@")
+	colon := strings.Index(s, ":")
+	return at > 0 && colon > at && !strings.Contains(s[:colon], "/")
+}

@@ -1,0 +1,182 @@
+// Package index is promptvault's state: one SQLite file with every version,
+// draft, pointer, key, setting, audit row and accepted webhook delivery.
+// Only index writes it. Indexing (Sync) turns the Git mirror's history into
+// numbered versions; promotion rules are checked inside the transaction that
+// moves a pointer, so the worker, admin API and CLI agree.
+package index
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Sentinel errors, detected here and mapped to statuses by resolver.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	ErrInvalid  = errors.New("invalid request")
+)
+
+// The writer serialises every write of this process; _txlock=immediate makes
+// a second process (CLI beside serve) queue on busy_timeout instead of failing
+// on a lock upgrade. synchronous=FULL because a 202 to GitHub promises the
+// delivery is on disk.
+const (
+	writerDSN = "file:%s?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
+		"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
+	readerDSN = "file:%s?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=query_only(1)"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// DB is the open index: one writer connection and a pool of readers.
+type DB struct {
+	w    *sql.DB
+	r    *sql.DB
+	path string
+}
+
+// Open opens (creating and migrating if needed) the index file at path.
+func Open(ctx context.Context, path string) (*DB, error) {
+	esc := (&url.URL{Path: path}).EscapedPath()
+	w, err := sql.Open("sqlite", fmt.Sprintf(writerDSN, esc))
+	if err != nil {
+		return nil, fmt.Errorf("open index %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	db := &DB{w: w, path: path}
+	if err := db.migrate(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open index %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", fmt.Sprintf(readerDSN, esc))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open index %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	db.r = r
+	return db, nil
+}
+
+// Path is the file the index lives in.
+func (db *DB) Path() string { return db.path }
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	return errors.Join(db.r.Close(), db.w.Close())
+}
+
+// Tx is a transaction handed to Update and View callbacks.
+type Tx struct {
+	tx    *sql.Tx
+	write bool
+}
+
+func (tx *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return tx.tx.ExecContext(ctx, q, args...)
+}
+
+func (tx *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return tx.tx.QueryContext(ctx, q, args...)
+}
+
+func (tx *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return tx.tx.QueryRowContext(ctx, q, args...)
+}
+
+// Update runs fn in one write transaction; fn's error rolls it back.
+func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if err := fn(&Tx{tx: tx, write: true}); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// View runs fn in one read transaction, a consistent snapshot.
+func (db *DB) View(ctx context.Context, fn func(*Tx) error) error {
+	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("begin read: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(&Tx{tx: tx})
+}
+
+// migrate applies the embedded numbered migrations, each in its own
+// transaction, recording the level in PRAGMA user_version.
+func (db *DB) migrate(ctx context.Context) error {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		base := strings.TrimPrefix(name, "migrations/")
+		n, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("migration %s: bad name", base)
+		}
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		err = db.Update(ctx, func(tx *Tx) error {
+			var cur int
+			if err := tx.queryRow(ctx, "PRAGMA user_version").Scan(&cur); err != nil {
+				return err
+			}
+			if cur >= n {
+				return nil
+			}
+			if _, err := tx.exec(ctx, string(body)); err != nil {
+				return fmt.Errorf("migration %s: %w", base, err)
+			}
+			_, err := tx.exec(ctx, fmt.Sprintf("PRAGMA user_version = %d", n))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Meta reads a remembered setting ("" when unset).
+func (tx *Tx) Meta(ctx context.Context, name string) (string, error) {
+	var v string
+	err := tx.queryRow(ctx, "SELECT value FROM meta WHERE name = ?", name).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return v, err
+}
+
+// SetMeta remembers a setting.
+func (tx *Tx) SetMeta(ctx context.Context, name, value string) error {
+	_, err := tx.exec(ctx, `INSERT INTO meta(name, value) VALUES(?, ?)
+		ON CONFLICT(name) DO UPDATE SET value = excluded.value`, name, value)
+	return err
+}
