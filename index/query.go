@@ -103,23 +103,38 @@ func scanDraft(sc interface{ Scan(...any) error }) (Version, error) {
 	return v, nil
 }
 
+// promptsQuery summarises prompts, including prompts that so far exist only
+// as drafts (a new file on a branch or pull request).
+const promptsQuery = `WITH keys AS (SELECT key FROM prompts UNION SELECT key FROM drafts)
+	SELECT k.key,
+		coalesce(p.path, (SELECT d.path FROM drafts d WHERE d.key = k.key ORDER BY d.name LIMIT 1)),
+		coalesce(p.last_number, 0), coalesce(p.archived, 0),
+		(SELECT count(*) FROM drafts d WHERE d.key = k.key)
+	FROM keys k LEFT JOIN prompts p ON p.key = k.key`
+
+func scanPrompt(sc interface{ Scan(...any) error }) (Prompt, error) {
+	var p Prompt
+	if err := sc.Scan(&p.Key, &p.Path, &p.Versions, &p.Archived, &p.Drafts); err != nil {
+		return p, err
+	}
+	if p.Versions > 0 {
+		p.Newest = Label(p.Versions)
+	}
+	return p, nil
+}
+
 // Prompts lists every indexed prompt, sorted by key.
 func (tx *Tx) Prompts(ctx context.Context) ([]Prompt, error) {
-	rows, err := tx.query(ctx, `SELECT p.key, p.path, p.last_number, p.archived,
-		(SELECT count(*) FROM drafts d WHERE d.key = p.key)
-		FROM prompts p ORDER BY p.key`)
+	rows, err := tx.query(ctx, promptsQuery+" ORDER BY k.key")
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []Prompt
 	for rows.Next() {
-		var p Prompt
-		if err := rows.Scan(&p.Key, &p.Path, &p.Versions, &p.Archived, &p.Drafts); err != nil {
+		p, err := scanPrompt(rows)
+		if err != nil {
 			return nil, err
-		}
-		if p.Versions > 0 {
-			p.Newest = Label(p.Versions)
 		}
 		out = append(out, p)
 	}
@@ -128,15 +143,9 @@ func (tx *Tx) Prompts(ctx context.Context) ([]Prompt, error) {
 
 // PromptInfo returns one prompt's summary.
 func (tx *Tx) PromptInfo(ctx context.Context, key string) (Prompt, error) {
-	var p Prompt
-	err := tx.queryRow(ctx, `SELECT p.key, p.path, p.last_number, p.archived,
-		(SELECT count(*) FROM drafts d WHERE d.key = p.key) FROM prompts p WHERE p.key = ?`, key).
-		Scan(&p.Key, &p.Path, &p.Versions, &p.Archived, &p.Drafts)
+	p, err := scanPrompt(tx.queryRow(ctx, promptsQuery+" WHERE k.key = ?", key))
 	if isNoRows(err) {
 		return p, fmt.Errorf("prompt %q: %w", key, ErrNotFound)
-	}
-	if p.Versions > 0 {
-		p.Newest = Label(p.Versions)
 	}
 	return p, err
 }
