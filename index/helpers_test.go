@@ -2,93 +2,18 @@ package index_test
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/promptvault/promptvault/gitstore"
+	"github.com/promptvault/promptvault/gitstore/gittest"
 	"github.com/promptvault/promptvault/index"
 )
 
-// gitRepo is a real working repository driven by the git CLI, with a
-// deterministic clock so commit times are predictable.
-type gitRepo struct {
-	t     testing.TB
-	dir   string
-	clock time.Time
-}
+// gitRepo is a real working repository (see gittest).
+type gitRepo = gittest.Repo
 
-func newGitRepo(t testing.TB) *gitRepo {
-	t.Helper()
-	g := &gitRepo{t: t, dir: filepath.Join(t.TempDir(), "work"), clock: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	if err := os.MkdirAll(g.dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	g.git("init", "-q", "-b", "main")
-	return g
-}
-
-func (g *gitRepo) git(args ...string) string {
-	g.t.Helper()
-	return g.gitAs("Ada Lovelace", "ada@example.com", args...)
-}
-
-func (g *gitRepo) gitAs(name, email string, args ...string) string {
-	g.t.Helper()
-	cmd := exec.Command("git", append([]string{"-c", "commit.gpgsign=false"}, args...)...)
-	cmd.Dir = g.dir
-	date := g.clock.Format(time.RFC3339)
-	cmd.Env = append(os.Environ(),
-		"GIT_AUTHOR_NAME="+name, "GIT_AUTHOR_EMAIL="+email, "GIT_AUTHOR_DATE="+date,
-		"GIT_COMMITTER_NAME="+name, "GIT_COMMITTER_EMAIL="+email, "GIT_COMMITTER_DATE="+date,
-		"GIT_CONFIG_NOSYSTEM=1", "HOME="+g.dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		g.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func (g *gitRepo) write(path, content string) {
-	g.t.Helper()
-	p := filepath.Join(g.dir, filepath.FromSlash(path))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		g.t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		g.t.Fatal(err)
-	}
-}
-
-func (g *gitRepo) remove(path string) {
-	g.t.Helper()
-	g.git("rm", "-q", path)
-}
-
-// commit stages everything and commits; it returns the new head SHA.
-func (g *gitRepo) commit(msg string) string {
-	g.t.Helper()
-	return g.commitAs("Ada Lovelace", "ada@example.com", msg)
-}
-
-func (g *gitRepo) commitAs(name, email, msg string) string {
-	g.t.Helper()
-	g.clock = g.clock.Add(time.Minute)
-	g.gitAs(name, email, "add", "-A")
-	g.gitAs(name, email, "commit", "-q", "--allow-empty", "-m", msg)
-	return g.git("rev-parse", "HEAD")
-}
-
-func (g *gitRepo) head() string { return g.git("rev-parse", "HEAD") }
-
-// prompt is a valid prompt file whose template says text.
-func prompt(text string) string {
-	return fmt.Sprintf("model: gpt-4o\ntemperature: 0.2\ntemplate: |\n  %s {{ input }}\n", text)
-}
+func prompt(text string) string { return gittest.Prompt(text) }
 
 // testEnv is a repository, its mirror and an index in one temp dir.
 type testEnv struct {
@@ -101,7 +26,7 @@ type testEnv struct {
 
 func newEnv(t testing.TB) *testEnv {
 	t.Helper()
-	g := newGitRepo(t)
+	g := gittest.New(t)
 	e := &testEnv{g: g, dir: t.TempDir(), cfg: index.Config{Branch: "main", PromptsDir: "prompts", BranchDrafts: true, Actor: "test"}}
 	e.db = openDB(t, filepath.Join(e.dir, "index.db"))
 	return e
@@ -120,7 +45,7 @@ func openDB(t testing.TB, path string) *index.DB {
 func (e *testEnv) openMirror(t testing.TB) *gitstore.Repo {
 	t.Helper()
 	if e.mirror == nil {
-		m, err := gitstore.Open(filepath.Join(e.dir, "mirror.git"), e.g.dir, gitstore.Options{})
+		m, err := gitstore.Open(filepath.Join(e.dir, "mirror.git"), e.g.Dir, gitstore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

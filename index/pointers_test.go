@@ -16,13 +16,13 @@ import (
 func threeVersions(t *testing.T) *testEnv {
 	t.Helper()
 	e := newEnv(t)
-	e.g.write("prompts/a.yaml", prompt("a1"))
-	e.g.write("prompts/b.yaml", prompt("b1"))
-	e.g.commit("a1 b1")
-	e.g.write("prompts/a.yaml", prompt("a2"))
-	e.g.commit("a2")
-	e.g.write("prompts/a.yaml", "template: {{ broken\n")
-	e.g.commit("a3 (invalid)")
+	e.g.Write("prompts/a.yaml", prompt("a1"))
+	e.g.Write("prompts/b.yaml", prompt("b1"))
+	e.g.Commit("a1 b1")
+	e.g.Write("prompts/a.yaml", prompt("a2"))
+	e.g.Commit("a2")
+	e.g.Write("prompts/a.yaml", "template: {{ broken\n")
+	e.g.Commit("a3 (invalid)")
 	e.sync(t)
 	return e
 }
@@ -48,8 +48,8 @@ func TestBootstrapMakesNewestValidVersionLive(t *testing.T) {
 	}
 	// Bootstrap happens once: later syncs promote by the auto-promote rule.
 	e.cfg.AutoPromote = index.AutoNone
-	e.g.write("prompts/a.yaml", prompt("a4"))
-	e.g.commit("a4")
+	e.g.Write("prompts/a.yaml", prompt("a4"))
+	e.g.Commit("a4")
 	e.sync(t)
 	if got := e.pointer(t, "a", index.EnvLive); got != "v2" {
 		t.Errorf("with --auto-promote=none live moved to %s", got)
@@ -58,20 +58,20 @@ func TestBootstrapMakesNewestValidVersionLive(t *testing.T) {
 
 func TestAutoPromotePushAllOrNothingPerCommit(t *testing.T) {
 	e := newEnv(t)
-	e.g.write("prompts/a.yaml", prompt("a1"))
-	e.g.write("prompts/b.yaml", prompt("b1"))
-	e.g.write("prompts/c.yaml", prompt("c1"))
-	e.g.commit("first")
+	e.g.Write("prompts/a.yaml", prompt("a1"))
+	e.g.Write("prompts/b.yaml", prompt("b1"))
+	e.g.Write("prompts/c.yaml", prompt("c1"))
+	e.g.Commit("first")
 	e.sync(t)
 
-	e.g.write("prompts/a.yaml", prompt("a2"))
-	e.g.write("prompts/b.yaml", prompt("b2"))
-	e.g.commit("a2 b2")
-	e.g.write("prompts/a.yaml", prompt("a3"))
-	e.g.write("prompts/b.yaml", "template: ok\ntemperature: 9\n")
-	e.g.commit("a3 b3, b3 invalid")
-	e.g.remove("prompts/c.yaml")
-	e.g.commit("delete c")
+	e.g.Write("prompts/a.yaml", prompt("a2"))
+	e.g.Write("prompts/b.yaml", prompt("b2"))
+	e.g.Commit("a2 b2")
+	e.g.Write("prompts/a.yaml", prompt("a3"))
+	e.g.Write("prompts/b.yaml", "template: ok\ntemperature: 9\n")
+	e.g.Commit("a3 b3, b3 invalid")
+	e.g.Remove("prompts/c.yaml")
+	e.g.Commit("delete c")
 	e.sync(t)
 
 	if a, b := e.pointer(t, "a", index.EnvLive), e.pointer(t, "b", index.EnvLive); a != "v2" || b != "v2" {
@@ -143,10 +143,10 @@ func TestPromoteAndRollbackRules(t *testing.T) {
 func TestStagingDraftsAndSettings(t *testing.T) {
 	e := threeVersions(t)
 	ctx := context.Background()
-	e.g.git("checkout", "-q", "-b", "exp")
-	e.g.write("prompts/a.yaml", prompt("a experimental"))
-	e.g.commit("experiment")
-	e.g.git("checkout", "-q", "main")
+	e.g.Git("checkout", "-q", "-b", "exp")
+	e.g.Write("prompts/a.yaml", prompt("a experimental"))
+	e.g.Commit("experiment")
+	e.g.Git("checkout", "-q", "main")
 	e.sync(t)
 
 	err := e.update(t, func(ctx context.Context, tx *index.Tx) error {
@@ -156,23 +156,26 @@ func TestStagingDraftsAndSettings(t *testing.T) {
 	if err != nil || e.pointer(t, "a", index.EnvStaging) != "draft:exp" || e.pointer(t, "a", index.EnvLive) != "v2" {
 		t.Fatalf("staging set draft: %v; staging=%s live=%s", err, e.pointer(t, "a", index.EnvStaging), e.pointer(t, "a", index.EnvLive))
 	}
-	err = e.update(t, func(ctx context.Context, tx *index.Tx) error { _, err := tx.SetStaging(ctx, "a", "v3", "t"); return err })
+	err = e.update(t, func(ctx context.Context, tx *index.Tx) error {
+		_, err := tx.SetStaging(ctx, "a", "v3", "t")
+		return err
+	})
 	if !errors.Is(err, index.ErrInvalidVersion) {
 		t.Errorf("staging an invalid version: %v", err)
 	}
 
 	// The draft follows its branch; an invalid rewrite leaves staging where it was.
-	e.g.git("checkout", "-q", "exp")
-	e.g.write("prompts/a.yaml", prompt("a experimental 2"))
-	e.g.commit("experiment 2")
+	e.g.Git("checkout", "-q", "exp")
+	e.g.Write("prompts/a.yaml", prompt("a experimental 2"))
+	e.g.Commit("experiment 2")
 	e.sync(t)
 	var p index.Pointer
 	e.db.View(ctx, func(tx *index.Tx) error { p, _, _ = tx.Pointer(ctx, "a", index.EnvStaging); return nil })
 	if p.SHA256 != sum(prompt("a experimental 2")) {
 		t.Errorf("staging did not follow the rewritten draft")
 	}
-	e.g.write("prompts/a.yaml", "template: {% if %}\n")
-	e.g.commit("experiment 3, broken")
+	e.g.Write("prompts/a.yaml", "template: {% if %}\n")
+	e.g.Commit("experiment 3, broken")
 	e.sync(t)
 	e.db.View(ctx, func(tx *index.Tx) error { p, _, _ = tx.Pointer(ctx, "a", index.EnvStaging); return nil })
 	if p.SHA256 != sum(prompt("a experimental 2")) {
@@ -181,11 +184,17 @@ func TestStagingDraftsAndSettings(t *testing.T) {
 	if log := e.audit(t); log[0].Action != index.ActPromotionRefused || log[0].Env != "staging" {
 		t.Errorf("invalid rewrite not audited: %+v", log[0])
 	}
-	e.g.git("checkout", "-q", "main")
+	e.g.Git("checkout", "-q", "main")
 
 	// Staging off hides nothing away: pointers are kept and come back.
-	e.update(t, func(ctx context.Context, tx *index.Tx) error { _, err := tx.SetStagingEnabled(ctx, false, "t"); return err })
-	err = e.update(t, func(ctx context.Context, tx *index.Tx) error { _, err := tx.SetStaging(ctx, "b", "v1", "t"); return err })
+	e.update(t, func(ctx context.Context, tx *index.Tx) error {
+		_, err := tx.SetStagingEnabled(ctx, false, "t")
+		return err
+	})
+	err = e.update(t, func(ctx context.Context, tx *index.Tx) error {
+		_, err := tx.SetStaging(ctx, "b", "v1", "t")
+		return err
+	})
 	if !errors.Is(err, index.ErrConflict) {
 		t.Errorf("staging set while disabled: %v", err)
 	}
@@ -193,17 +202,26 @@ func TestStagingDraftsAndSettings(t *testing.T) {
 	if !errors.Is(err, index.ErrConflict) {
 		t.Errorf("staging clear while disabled: %v", err)
 	}
-	e.update(t, func(ctx context.Context, tx *index.Tx) error { _, err := tx.SetStagingEnabled(ctx, true, "t"); return err })
+	e.update(t, func(ctx context.Context, tx *index.Tx) error {
+		_, err := tx.SetStagingEnabled(ctx, true, "t")
+		return err
+	})
 	if got := e.pointer(t, "a", index.EnvStaging); got != "draft:exp" {
 		t.Errorf("staging after off/on = %q", got)
 	}
 
 	// Deleting a published version is refused; deleting the staged draft clears staging.
-	err = e.update(t, func(ctx context.Context, tx *index.Tx) error { _, err := tx.DeleteDraft(ctx, "a", "v1", "t"); return err })
+	err = e.update(t, func(ctx context.Context, tx *index.Tx) error {
+		_, err := tx.DeleteDraft(ctx, "a", "v1", "t")
+		return err
+	})
 	if !errors.Is(err, index.ErrConflict) {
 		t.Errorf("deleting v1: %v", err)
 	}
-	err = e.update(t, func(ctx context.Context, tx *index.Tx) error { _, err := tx.DeleteDraft(ctx, "a", "exp", "t"); return err })
+	err = e.update(t, func(ctx context.Context, tx *index.Tx) error {
+		_, err := tx.DeleteDraft(ctx, "a", "exp", "t")
+		return err
+	})
 	if err != nil || e.pointer(t, "a", index.EnvStaging) != "" {
 		t.Fatalf("delete draft: %v, staging=%q", err, e.pointer(t, "a", index.EnvStaging))
 	}
@@ -215,17 +233,20 @@ func TestStagingDraftsAndSettings(t *testing.T) {
 	if ps := e.prompts(t); ps["a"].Drafts != 0 {
 		t.Errorf("deleted draft came back without a new push")
 	}
-	e.g.git("checkout", "-q", "exp")
-	e.g.write("prompts/a.yaml", prompt("a experimental 4"))
-	e.g.commit("experiment 4")
-	e.g.git("checkout", "-q", "main")
+	e.g.Git("checkout", "-q", "exp")
+	e.g.Write("prompts/a.yaml", prompt("a experimental 4"))
+	e.g.Commit("experiment 4")
+	e.g.Git("checkout", "-q", "main")
 	e.sync(t)
 	if ps := e.prompts(t); ps["a"].Drafts != 1 {
 		t.Errorf("a new push did not recreate the draft")
 	}
 	// Staging on a draft whose branch is deleted is cleared.
-	e.update(t, func(ctx context.Context, tx *index.Tx) error { _, err := tx.SetStaging(ctx, "a", "draft:exp", "t"); return err })
-	e.g.git("branch", "-q", "-D", "exp")
+	e.update(t, func(ctx context.Context, tx *index.Tx) error {
+		_, err := tx.SetStaging(ctx, "a", "draft:exp", "t")
+		return err
+	})
+	e.g.Git("branch", "-q", "-D", "exp")
 	e.sync(t)
 	if got := e.pointer(t, "a", index.EnvStaging); got != "" {
 		t.Errorf("staging still on an ended draft: %s", got)
@@ -253,7 +274,10 @@ func TestKeysAreHashedAndRevocable(t *testing.T) {
 			t.Errorf("KeyEnv accepted %q", bad)
 		}
 	}
-	err = e.update(t, func(ctx context.Context, tx *index.Tx) error { _, err := tx.CreateKey(ctx, "root", "", "t"); return err })
+	err = e.update(t, func(ctx context.Context, tx *index.Tx) error {
+		_, err := tx.CreateKey(ctx, "root", "", "t")
+		return err
+	})
 	if !errors.Is(err, index.ErrInvalid) {
 		t.Errorf("bad env: %v", err)
 	}
@@ -265,7 +289,10 @@ func TestKeysAreHashedAndRevocable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = e.update(t, func(ctx context.Context, tx *index.Tx) error { _, err := tx.RevokeKey(ctx, "key_nope", "t"); return err })
+	err = e.update(t, func(ctx context.Context, tx *index.Tx) error {
+		_, err := tx.RevokeKey(ctx, "key_nope", "t")
+		return err
+	})
 	if !errors.Is(err, index.ErrNotFound) {
 		t.Errorf("revoke unknown: %v", err)
 	}
@@ -277,7 +304,10 @@ func TestKeysAreHashedAndRevocable(t *testing.T) {
 func TestAuditIsAppendOnlyAndPaged(t *testing.T) {
 	e := newEnv(t)
 	for i := 0; i < 5; i++ {
-		e.update(t, func(ctx context.Context, tx *index.Tx) error { _, err := tx.CreateKey(ctx, "live", "", "t"); return err })
+		e.update(t, func(ctx context.Context, tx *index.Tx) error {
+			_, err := tx.CreateKey(ctx, "live", "", "t")
+			return err
+		})
 	}
 	ctx := context.Background()
 	var page1, page2 []index.AuditEntry

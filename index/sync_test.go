@@ -61,15 +61,15 @@ func sum(s string) string {
 
 func TestSyncNumbersVersionsInCommitOrder(t *testing.T) {
 	e := newEnv(t)
-	e.g.write("prompts/support/summarize.yaml", prompt("Summarize"))
-	e.g.write("prompts/greet.yaml", prompt("Hello"))
-	e.g.write("README.md", "not a prompt")
-	c1 := e.g.commit("Add summarize and greet")
-	e.g.write("prompts/support/summarize.yaml", prompt("Summarize briefly"))
-	e.g.write("docs/notes.yaml", prompt("outside the prompts dir"))
-	c2 := e.g.commitAs("Grace Hopper", "grace@example.com", "Shorter summaries\n\nBody text.")
-	e.g.write("prompts/notes.txt", "ignored: not yaml")
-	e.g.commit("Add a text file")
+	e.g.Write("prompts/support/summarize.yaml", prompt("Summarize"))
+	e.g.Write("prompts/greet.yaml", prompt("Hello"))
+	e.g.Write("README.md", "not a prompt")
+	c1 := e.g.Commit("Add summarize and greet")
+	e.g.Write("prompts/support/summarize.yaml", prompt("Summarize briefly"))
+	e.g.Write("docs/notes.yaml", prompt("outside the prompts dir"))
+	c2 := e.g.CommitAs("Grace Hopper", "grace@example.com", "Shorter summaries\n\nBody text.")
+	e.g.Write("prompts/notes.txt", "ignored: not yaml")
+	e.g.Commit("Add a text file")
 
 	res := e.sync(t)
 	if res.Commits != 3 || len(res.Versions) != 3 {
@@ -107,8 +107,8 @@ func TestSyncNumbersVersionsInCommitOrder(t *testing.T) {
 
 func TestSyncIsIncrementalAndIdempotent(t *testing.T) {
 	e := newEnv(t)
-	e.g.write("prompts/a.yaml", prompt("one"))
-	e.g.commit("one")
+	e.g.Write("prompts/a.yaml", prompt("one"))
+	e.g.Commit("one")
 	e.sync(t)
 	before := dump(t, e.db.Path())
 	if res := e.sync(t); res.Commits != 0 || len(res.Versions) != 0 {
@@ -117,8 +117,8 @@ func TestSyncIsIncrementalAndIdempotent(t *testing.T) {
 	if after := dump(t, e.db.Path()); after != before {
 		t.Fatalf("second sync changed rows:\n%s\nvs\n%s", before, after)
 	}
-	e.g.write("prompts/a.yaml", prompt("two"))
-	e.g.commit("two")
+	e.g.Write("prompts/a.yaml", prompt("two"))
+	e.g.Commit("two")
 	res := e.sync(t)
 	if res.Commits != 1 || len(res.Versions) != 1 || res.Versions[0].Label != "v2" {
 		t.Fatalf("incremental sync = %+v", res)
@@ -127,21 +127,21 @@ func TestSyncIsIncrementalAndIdempotent(t *testing.T) {
 
 func TestSyncMergeCommitCountsAgainstFirstParent(t *testing.T) {
 	e := newEnv(t)
-	e.g.write("prompts/a.yaml", prompt("a1"))
-	e.g.write("prompts/b.yaml", prompt("b1"))
-	e.g.commit("base")
-	e.g.git("checkout", "-q", "-b", "feature")
-	e.g.write("prompts/a.yaml", prompt("a2"))
-	e.g.commit("feature: a2")
-	e.g.write("prompts/a.yaml", prompt("a3"))
-	e.g.commit("feature: a3")
-	e.g.git("checkout", "-q", "main")
-	e.g.write("prompts/b.yaml", prompt("b2"))
-	e.g.commit("main: b2")
-	e.g.clock = e.g.clock.Add(60e9)
-	e.g.git("merge", "-q", "--no-ff", "-m", "Merge feature", "feature")
-	merge := e.g.head()
-	e.g.git("branch", "-q", "-D", "feature")
+	e.g.Write("prompts/a.yaml", prompt("a1"))
+	e.g.Write("prompts/b.yaml", prompt("b1"))
+	e.g.Commit("base")
+	e.g.Git("checkout", "-q", "-b", "feature")
+	e.g.Write("prompts/a.yaml", prompt("a2"))
+	e.g.Commit("feature: a2")
+	e.g.Write("prompts/a.yaml", prompt("a3"))
+	e.g.Commit("feature: a3")
+	e.g.Git("checkout", "-q", "main")
+	e.g.Write("prompts/b.yaml", prompt("b2"))
+	e.g.Commit("main: b2")
+	e.g.Clock = e.g.Clock.Add(60e9)
+	e.g.Git("merge", "-q", "--no-ff", "-m", "Merge feature", "feature")
+	merge := e.g.Head()
+	e.g.Git("branch", "-q", "-D", "feature")
 
 	e.sync(t)
 	a := e.versions(t, "a")
@@ -155,14 +155,14 @@ func TestSyncMergeCommitCountsAgainstFirstParent(t *testing.T) {
 
 func TestSyncRenameDeleteAndNestedFolders(t *testing.T) {
 	e := newEnv(t)
-	e.g.write("prompts/team/deep/x.yaml", prompt("x"))
-	e.g.write("prompts/old.yaml", prompt("old"))
-	e.g.write("prompts/gone.yml", prompt("gone"))
-	e.g.commit("add")
-	e.g.git("mv", "prompts/old.yaml", "prompts/new.yaml")
-	e.g.commit("rename old to new")
-	e.g.remove("prompts/gone.yml")
-	e.g.commit("delete gone")
+	e.g.Write("prompts/team/deep/x.yaml", prompt("x"))
+	e.g.Write("prompts/old.yaml", prompt("old"))
+	e.g.Write("prompts/gone.yml", prompt("gone"))
+	e.g.Commit("add")
+	e.g.Git("mv", "prompts/old.yaml", "prompts/new.yaml")
+	e.g.Commit("rename old to new")
+	e.g.Remove("prompts/gone.yml")
+	e.g.Commit("delete gone")
 	res := e.sync(t)
 	ps := e.prompts(t)
 	if !ps["old"].Archived || ps["new"].Archived || !ps["gone"].Archived || ps["team/deep/x"].Archived {
@@ -178,8 +178,8 @@ func TestSyncRenameDeleteAndNestedFolders(t *testing.T) {
 		t.Errorf("a rename is a new prompt: %+v", vs)
 	}
 	// Re-adding an archived prompt continues its numbering.
-	e.g.write("prompts/gone.yml", prompt("back"))
-	e.g.commit("restore gone")
+	e.g.Write("prompts/gone.yml", prompt("back"))
+	e.g.Commit("restore gone")
 	e.sync(t)
 	if vs := e.versions(t, "gone"); len(vs) != 2 || e.prompts(t)["gone"].Archived {
 		t.Errorf("restored prompt: %+v archived=%v", vs, e.prompts(t)["gone"].Archived)
@@ -195,17 +195,17 @@ func TestSyncRecordsBadFilesWithoutAborting(t *testing.T) {
 	}
 	bomb += "template: \"{{ x }}\"\nconfig: *i\n"
 	e := newEnv(t)
-	e.g.write("prompts/good.yaml", prompt("fine"))
-	e.g.write("prompts/malformed.yaml", "template: [unclosed\n")
-	e.g.write("prompts/unknown.yaml", "template: hi\ntemprature: 0.5\n")
-	e.g.write("prompts/types.yaml", "template: hi\nmax_tokens: 1.5\ntemperature: hot\n")
-	e.g.write("prompts/range.yaml", "template: hi\ntemperature: 3\ntop_p: -1\n")
-	e.g.write("prompts/bomb.yaml", bomb)
-	e.g.write("prompts/huge.yaml", "template: |\n"+strings.Repeat("  lorem ipsum dolor sit amet\n", 10<<20/28))
-	e.g.write("prompts/latin1.yaml", "template: caf\xe9\n")
-	e.g.write("prompts/Upper.yaml", prompt("bad key"))
-	e.g.write("prompts/"+strings.Repeat("k", 129)+".yaml", prompt("long key"))
-	e.g.commit("a mix of good and bad files")
+	e.g.Write("prompts/good.yaml", prompt("fine"))
+	e.g.Write("prompts/malformed.yaml", "template: [unclosed\n")
+	e.g.Write("prompts/unknown.yaml", "template: hi\ntemprature: 0.5\n")
+	e.g.Write("prompts/types.yaml", "template: hi\nmax_tokens: 1.5\ntemperature: hot\n")
+	e.g.Write("prompts/range.yaml", "template: hi\ntemperature: 3\ntop_p: -1\n")
+	e.g.Write("prompts/bomb.yaml", bomb)
+	e.g.Write("prompts/huge.yaml", "template: |\n"+strings.Repeat("  lorem ipsum dolor sit amet\n", 10<<20/28))
+	e.g.Write("prompts/latin1.yaml", "template: caf\xe9\n")
+	e.g.Write("prompts/Upper.yaml", prompt("bad key"))
+	e.g.Write("prompts/"+strings.Repeat("k", 129)+".yaml", prompt("long key"))
+	e.g.Commit("a mix of good and bad files")
 	res := e.sync(t)
 
 	ps := e.prompts(t)
@@ -251,8 +251,8 @@ func TestSyncRecordsBadFilesWithoutAborting(t *testing.T) {
 func TestSyncResumesAfterACrashMidway(t *testing.T) {
 	build := func(e *testEnv) {
 		for i := 1; i <= 6; i++ {
-			e.g.write(fmt.Sprintf("prompts/p%d.yaml", i%3), prompt(fmt.Sprint("rev", i)))
-			e.g.commit(fmt.Sprint("commit ", i))
+			e.g.Write(fmt.Sprintf("prompts/p%d.yaml", i%3), prompt(fmt.Sprint("rev", i)))
+			e.g.Commit(fmt.Sprint("commit ", i))
 		}
 	}
 	clean := newEnv(t)
@@ -294,17 +294,17 @@ func dumpNoDrafts(t testing.TB, path string) string { return dump(t, path) }
 
 func TestForcePushKeepsPublishedVersionsAndReindexIsIdentical(t *testing.T) {
 	e := newEnv(t)
-	e.g.write("prompts/a.yaml", prompt("a1"))
-	base := e.g.commit("a1")
-	e.g.write("prompts/a.yaml", prompt("a2 (to be force-pushed away)"))
-	e.g.commit("a2")
+	e.g.Write("prompts/a.yaml", prompt("a1"))
+	base := e.g.Commit("a1")
+	e.g.Write("prompts/a.yaml", prompt("a2 (to be force-pushed away)"))
+	e.g.Commit("a2")
 	e.sync(t)
 	v2 := e.version(t, "a", "v2")
 
-	e.g.git("reset", "-q", "--hard", base)
-	e.g.write("prompts/b.yaml", prompt("b1"))
-	e.g.commit("b1 after force push")
-	e.g.git("gc", "-q", "--prune=now") // the user's repo no longer has a2 at all
+	e.g.Git("reset", "-q", "--hard", base)
+	e.g.Write("prompts/b.yaml", prompt("b1"))
+	e.g.Commit("b1 after force push")
+	e.g.Git("gc", "-q", "--prune=now") // the user's repo no longer has a2 at all
 	e.sync(t)
 
 	if got := e.version(t, "a", "v2"); got.Commit != v2.Commit || got.SHA256 != v2.SHA256 {
@@ -316,8 +316,8 @@ func TestForcePushKeepsPublishedVersionsAndReindexIsIdentical(t *testing.T) {
 	if vs := e.versions(t, "b"); len(vs) != 1 {
 		t.Fatalf("b = %+v", vs)
 	}
-	e.g.write("prompts/a.yaml", prompt("a3"))
-	e.g.commit("a3")
+	e.g.Write("prompts/a.yaml", prompt("a3"))
+	e.g.Commit("a3")
 	e.sync(t)
 	if vs := e.versions(t, "a"); len(vs) != 3 || vs[0].Label != "v3" {
 		t.Fatalf("numbering continues after a force push: %+v", vs)
@@ -334,16 +334,16 @@ func TestForcePushKeepsPublishedVersionsAndReindexIsIdentical(t *testing.T) {
 
 func TestBranchDrafts(t *testing.T) {
 	e := newEnv(t)
-	e.g.write("prompts/a.yaml", prompt("a1"))
-	e.g.write("prompts/b.yaml", prompt("b1"))
-	e.g.commit("base")
-	e.g.git("checkout", "-q", "-b", "feature/tone")
-	e.g.write("prompts/a.yaml", prompt("a draft"))
-	e.g.write("prompts/new.yaml", prompt("brand new"))
-	d1 := e.g.commit("draft a and new")
-	e.g.git("checkout", "-q", "main")
-	e.g.write("prompts/b.yaml", prompt("b2 on main"))
-	e.g.commit("b2")
+	e.g.Write("prompts/a.yaml", prompt("a1"))
+	e.g.Write("prompts/b.yaml", prompt("b1"))
+	e.g.Commit("base")
+	e.g.Git("checkout", "-q", "-b", "feature/tone")
+	e.g.Write("prompts/a.yaml", prompt("a draft"))
+	e.g.Write("prompts/new.yaml", prompt("brand new"))
+	d1 := e.g.Commit("draft a and new")
+	e.g.Git("checkout", "-q", "main")
+	e.g.Write("prompts/b.yaml", prompt("b2 on main"))
+	e.g.Commit("b2")
 	res := e.sync(t)
 	if len(res.Drafts) != 2 {
 		t.Fatalf("drafts = %+v, want a and new (not b, which only main changed)", res.Drafts)
@@ -357,11 +357,11 @@ func TestBranchDrafts(t *testing.T) {
 	}
 
 	// A new push rewrites the draft; a prompt no longer changed loses it.
-	e.g.git("checkout", "-q", "feature/tone")
-	e.g.write("prompts/a.yaml", prompt("a draft, take two"))
-	e.g.remove("prompts/new.yaml")
-	d2 := e.g.commit("rework")
-	e.g.git("checkout", "-q", "main")
+	e.g.Git("checkout", "-q", "feature/tone")
+	e.g.Write("prompts/a.yaml", prompt("a draft, take two"))
+	e.g.Remove("prompts/new.yaml")
+	d2 := e.g.Commit("rework")
+	e.g.Git("checkout", "-q", "main")
 	res = e.sync(t)
 	if d := e.version(t, "a", "draft:feature/tone"); d.Commit != d2 || d.SHA256 != sum(prompt("a draft, take two")) {
 		t.Fatalf("draft not rewritten: %+v", d)
@@ -370,7 +370,7 @@ func TestBranchDrafts(t *testing.T) {
 		t.Errorf("ended = %+v", res.DraftsEnded)
 	}
 	// A deleted branch ends its drafts.
-	e.g.git("branch", "-q", "-D", "feature/tone")
+	e.g.Git("branch", "-q", "-D", "feature/tone")
 	res = e.sync(t)
 	if len(res.DraftsEnded) != 1 {
 		t.Errorf("deleting the branch ended %+v", res.DraftsEnded)
@@ -383,8 +383,8 @@ func TestBranchDrafts(t *testing.T) {
 func TestVersionSearch(t *testing.T) {
 	e := newEnv(t)
 	for i, who := range []string{"Ada Lovelace", "Grace Hopper", "Ada Lovelace"} {
-		e.g.write("prompts/a.yaml", prompt(fmt.Sprint(i)))
-		e.g.commitAs(who, strings.ToLower(strings.Fields(who)[0])+"@example.com", fmt.Sprintf("Tweak %d: 100%% better_tone", i))
+		e.g.Write("prompts/a.yaml", prompt(fmt.Sprint(i)))
+		e.g.CommitAs(who, strings.ToLower(strings.Fields(who)[0])+"@example.com", fmt.Sprintf("Tweak %d: 100%% better_tone", i))
 	}
 	e.sync(t)
 	var got []string
