@@ -1,0 +1,220 @@
+package promptfile
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+	"gopkg.in/yaml.v3"
+)
+
+// schemaURL names the schema being compiled. Relative references resolve
+// against it, and so reach the refusing loader rather than the file system.
+const schemaURL = "promptvault:///schema.json"
+
+// CompileSchema compiles a JSON Schema given as a decoded YAML or JSON value.
+// The value is first normalised through JSON, so only what JSON can say
+// reaches the compiler. The loader refuses every external reference
+// (file://, http://, ...): a prompt file is untrusted input and must not
+// make the server read its own files or call out. References inside the
+// schema ("#/$defs/x") and the bundled meta-schemas still work.
+func CompileSchema(v any) (*jsonschema.Schema, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("schema cannot be represented as JSON: %w", err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("schema cannot be represented as JSON: %w", err)
+	}
+	c := jsonschema.NewCompiler()
+	c.UseLoader(denyLoader{})
+	if err := c.AddResource(schemaURL, doc); err != nil {
+		return nil, fmt.Errorf("add schema: %w", err)
+	}
+	return c.Compile(schemaURL)
+}
+
+// ErrExternalRef is the cause the refusing loader gives for every URL.
+var ErrExternalRef = errors.New("external references are not allowed; refer only inside the schema, such as \"#/$defs/name\"")
+
+type denyLoader struct{}
+
+func (denyLoader) Load(url string) (any, error) { return nil, ErrExternalRef }
+
+// schemaProblems turns a CompileSchema error into problems positioned at the
+// YAML node the error is about, when it can be found.
+func (w *walker) schemaProblems(field string, n *yaml.Node, err error) {
+	var sve *jsonschema.SchemaValidationError
+	var ve *jsonschema.ValidationError
+	if errors.As(err, &sve) && errors.As(sve.Err, &ve) {
+		if msgs := leafErrors(ve); len(msgs) > 0 {
+			locs := make([]string, 0, len(msgs))
+			for loc := range msgs {
+				locs = append(locs, loc)
+			}
+			sort.Strings(locs)
+			for _, loc := range locs {
+				shown := loc
+				if shown == "" {
+					shown = "/"
+				}
+				w.errAt(nodeAtPointer(n, loc), "%s: invalid schema at %s: %s", field, shown, strings.Join(msgs[loc], "; "))
+			}
+			return
+		}
+	}
+	var pe *jsonschema.JSONPointerNotFoundError
+	if errors.As(err, &pe) {
+		ref := strings.TrimPrefix(pe.URL, schemaURL)
+		at := n
+		if r := findRef(n, ref); r != nil {
+			at = r
+		}
+		w.errAt(at, "%s: reference %q points to nothing in the schema; want a pointer to a part of it", field, ref)
+		return
+	}
+	var le *jsonschema.LoadURLError
+	if errors.As(err, &le) {
+		at := n
+		if ref := findRef(n, le.URL); ref != nil {
+			at = ref
+		}
+		if errors.Is(le.Err, ErrExternalRef) {
+			w.errAt(at, "%s: reference %q is not allowed; refer only inside the schema, such as \"#/$defs/name\"", field, le.URL)
+		} else {
+			w.errAt(at, "%s: cannot load %q: %s", field, le.URL, cleanMessage(le.Err.Error()))
+		}
+		return
+	}
+	w.errAt(n, "%s: schema does not compile: %s", field, cleanMessage(strings.ReplaceAll(err.Error(), schemaURL, "")))
+}
+
+var printer = message.NewPrinter(language.English)
+
+// leafErrors groups the meta-schema's complaints by location in the schema.
+// Only leaves of the error tree say what is wrong; inner nodes just say
+// that "allOf" or "anyOf" failed. Where one location has several leaves,
+// they come from anyOf alternatives, and a bare type mismatch ("got string,
+// want array") is the least helpful one, so it is dropped when there is
+// another.
+func leafErrors(ve *jsonschema.ValidationError) map[string][]string {
+	all := map[string][]string{}
+	var walk func(e *jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) > 0 {
+			for _, c := range e.Causes {
+				walk(c)
+			}
+			return
+		}
+		loc := jsonPointer(e.InstanceLocation)
+		if msg := e.ErrorKind.LocalizedString(printer); !slices.Contains(all[loc], msg) {
+			all[loc] = append(all[loc], msg)
+		}
+	}
+	walk(ve)
+	for loc, msgs := range all {
+		var kept []string
+		for _, m := range msgs {
+			if !strings.HasPrefix(m, "got ") {
+				kept = append(kept, m)
+			}
+		}
+		if len(kept) == 0 {
+			kept = msgs
+		}
+		sort.Strings(kept)
+		for i := range kept {
+			kept[i] = cleanMessage(kept[i])
+		}
+		all[loc] = kept
+	}
+	return all
+}
+
+func jsonPointer(tokens []string) string {
+	var b strings.Builder
+	for _, t := range tokens {
+		b.WriteByte('/')
+		b.WriteString(strings.ReplaceAll(strings.ReplaceAll(t, "~", "~0"), "/", "~1"))
+	}
+	return b.String()
+}
+
+// nodeAtPointer follows a JSON pointer ("/properties/text/type") through
+// YAML nodes and returns the deepest node it reaches. For a final object
+// member it returns the value, which is what the error is about.
+func nodeAtPointer(n *yaml.Node, ptr string) *yaml.Node {
+	if ptr == "" || ptr == "/" {
+		return n
+	}
+	for _, tok := range strings.Split(strings.TrimPrefix(ptr, "/"), "/") {
+		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		switch n.Kind {
+		case yaml.MappingNode:
+			found := false
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == tok {
+					n, found = n.Content[i+1], true
+					break
+				}
+			}
+			if !found {
+				return n
+			}
+		case yaml.SequenceNode:
+			var i int
+			if _, err := fmt.Sscanf(tok, "%d", &i); err != nil || i < 0 || i >= len(n.Content) {
+				return n
+			}
+			n = n.Content[i]
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+// findRef finds the $ref (or $schema, $dynamicRef) value that names ref, so
+// a refused reference is reported where it is written. ref is either the
+// value as written or the absolute URL it resolved to.
+func findRef(n *yaml.Node, ref string) *yaml.Node {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if v.Kind == yaml.ScalarNode && strings.HasPrefix(k.Value, "$") && refNames(v.Value, ref) {
+				return v
+			}
+			if r := findRef(v, ref); r != nil {
+				return r
+			}
+		}
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			if r := findRef(c, ref); r != nil {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+// refNames reports whether the reference written as value resolves to ref,
+// fragments aside.
+func refNames(value, ref string) bool {
+	if value == ref {
+		return true
+	}
+	vb, _, _ := strings.Cut(value, "#")
+	rb, _, _ := strings.Cut(ref, "#")
+	return vb != "" && (vb == rb || strings.HasSuffix(rb, "/"+strings.TrimPrefix(vb, "./")))
+}
