@@ -26,7 +26,7 @@ type Version struct {
 	Valid     bool                 `json:"valid"`
 	Problems  []promptfile.Problem `json:"problems"`
 	Draft     bool                 `json:"draft"`
-	Source    string               `json:"source,omitempty"` // drafts: "branch:x" / "pr:n"
+	Source    string               `json:"origin,omitempty"` // drafts: "branch:x" / "pr:n"
 	Base      string               `json:"base,omitempty"`   // drafts: merge base with the tracked branch
 	Deleted   bool                 `json:"deleted,omitempty"`
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -146,10 +147,13 @@ version is shown.`,
 				}
 			}
 			if c.json {
-				return c.printJSON(struct {
-					index.Version
-					Source string `json:"source"`
-				}{v, string(src)})
+				// Version has its own MarshalJSON, which embedding would
+				// promote (dropping "source"), so merge at the JSON level.
+				doc, err := withField(v, "source", string(src))
+				if err != nil {
+					return err
+				}
+				return c.printJSON(doc)
 			}
 			w := c.stdout
 			fmt.Fprintf(w, "key:      %s\nversion:  %s\ncommit:   %s\nauthor:   %s\ndate:     %s\nsha256:   %s\npath:     %s\n",
@@ -201,4 +205,18 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// withField returns v's JSON object with one more field.
+func withField(v any, name string, value any) (map[string]any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	m[name] = value
+	return m, nil
 }

@@ -51,18 +51,18 @@ func (c *cli) runSync(ctx context.Context, rebuild bool) error {
 		return err
 	}
 	defer repo.Close()
-	if err := d.lockSync(); err != nil {
-		return err
-	}
-	defer d.unlockSync()
-	if err := repo.Fetch(ctx); err != nil {
-		return err
-	}
 	var res *index.SyncResult
 	if rebuild {
+		if err := d.lockSync(); err != nil {
+			return err
+		}
+		defer d.unlockSync()
+		if err := repo.Fetch(ctx); err != nil {
+			return err
+		}
 		res, err = d.db.Reindex(ctx, repo, d.cfg)
 	} else {
-		res, err = d.db.Sync(ctx, repo, d.cfg)
+		res, err = c.syncNow(ctx, d, repo)
 	}
 	if err != nil {
 		return err

@@ -31,6 +31,7 @@ type cli struct {
 	webhookSecret string
 	json          bool
 	logLevel      string
+	autoPromote   string
 
 	explicit map[string]bool // flags given on the command line or by env
 	log      *slog.Logger
@@ -72,10 +73,14 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&c.webhookSecret, "webhook-secret", "", "GitHub webhook secret")
 	pf.BoolVar(&c.json, "json", false, "machine-readable JSON output")
 	pf.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	pf.StringVar(&c.autoPromote, "auto-promote", "", "what promotes to live: push (local default), merged-pr (GitHub default) or none")
 
 	root.AddCommand(
 		c.syncCmd(), c.reindexCmd(), c.validateCmd(),
 		c.promptsCmd(), c.versionsCmd(), c.showCmd(),
+		c.promoteCmd(), c.rollbackCmd(), c.stagingCmd(), c.draftsCmd(),
+		c.settingsCmd(), c.auditCmd(), c.keysCmd(),
+		c.serveCmd(), c.demoCmd(),
 	)
 	return root
 }
@@ -190,7 +195,15 @@ func (c *cli) openData(ctx context.Context, remember bool) (*data, error) {
 		return nil, err
 	}
 	d.repo = c.repo
-	d.cfg = index.Config{Branch: c.branch, PromptsDir: c.promptsDir, BranchDrafts: true}
+	mode := c.autoPromote
+	if mode == "" {
+		mode = index.AutoPush
+	}
+	if err := index.ValidAutoPromote(mode); err != nil {
+		db.Close()
+		return nil, err
+	}
+	d.cfg = index.Config{Branch: c.branch, PromptsDir: c.promptsDir, BranchDrafts: true, AutoPromote: mode, Actor: "sync"}
 	return d, nil
 }
 

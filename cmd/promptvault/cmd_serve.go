@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/promptvault/promptvault/gitstore"
+	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/resolver"
+)
+
+func (c *cli) serveCmd() *cobra.Command {
+	var every time.Duration
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve prompts over HTTP and keep the index in sync",
+		Long: `serve answers GET /v1/prompts/{key} from memory, /healthz and /readyz
+(ready after the first sync). It syncs at start and every --reconcile-every;
+run 'promptvault sync' (for example from a Git hook) to index at once.
+Changes made with the CLI on the same data directory (promote, rollback,
+staging, settings, keys) are served within a second.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if every <= 0 {
+				return fmt.Errorf("--reconcile-every %s: want a positive duration", every)
+			}
+			d, err := c.openData(ctx, true)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			return c.serve(ctx, d, every, nil)
+		},
+	}
+	cmd.Flags().DurationVar(&every, "reconcile-every", 5*time.Minute, "how often to fetch and index the repository")
+	return cmd
+}
+
+// serve runs the HTTP server on d until ctx ends. ready, if set, is called
+// once the server is serving and the first sync has completed.
+func (c *cli) serve(ctx context.Context, d *data, every time.Duration, ready func(addr string)) error {
+	repo, err := c.mirror(d)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	h, err := resolver.New(ctx, resolver.Options{DB: d.db, Repo: repo, Logger: c.log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", c.addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          nil,
+	}
+	addr := ln.Addr().String()
+	c.log.Info("listening", "addr", "http://"+addr, "data", d.dir, "repo", d.repo, "branch", d.cfg.Branch)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- h.Run(ctx) }()
+	go func() {
+		first := true
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if _, err := c.syncNow(ctx, d, repo); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				c.log.Error("sync", "err", err)
+			} else if first {
+				first = false
+				h.SetReady()
+				if ready != nil {
+					ready(addr)
+				}
+			}
+			wait := every
+			if first {
+				wait = 5 * time.Second // keep trying until the repository answers
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			case <-t.C:
+			}
+		}
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		if errors.Is(runErr, http.ErrServerClosed) {
+			runErr = nil
+		}
+	}
+	cancel()
+	shut, done := context.WithTimeout(context.Background(), 10*time.Second)
+	defer done()
+	if err := srv.Shutdown(shut); err != nil {
+		c.log.Error("shutdown", "err", err)
+	}
+	c.log.Info("stopped")
+	return runErr
+}
+
+// syncNow fetches and indexes under the data directory's sync lock.
+func (c *cli) syncNow(ctx context.Context, d *data, repo *gitstore.Repo) (*index.SyncResult, error) {
+	if err := d.lockSync(); err != nil {
+		return nil, err
+	}
+	defer d.unlockSync()
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if err := repo.Fetch(fctx); err != nil {
+		return nil, err
+	}
+	res, err := d.db.Sync(ctx, repo, d.cfg)
+	if err != nil {
+		return nil, err
+	}
+	if res.Commits > 0 || len(res.Drafts) > 0 || len(res.DraftsEnded) > 0 {
+		c.log.Info("synced", "commit", short(res.Head), "commits", res.Commits, "versions", len(res.Versions),
+			"drafts", len(res.Drafts), "drafts_ended", len(res.DraftsEnded), "seconds", res.Seconds)
+	}
+	return res, nil
+}
