@@ -73,23 +73,51 @@ func (c *cli) promoteCmd() *cobra.Command {
 }
 
 func (c *cli) rollbackCmd() *cobra.Command {
-	return &cobra.Command{
+	var openPR bool
+	cmd := &cobra.Command{
 		Use:   "rollback KEY VERSION",
 		Short: "Point live back at an older published version",
 		Long: `rollback points live at a published version older than the current live
 one. Newer versions stay in history and can be promoted again. Rolling
-"back" to a newer version is refused: use promote.`,
+"back" to a newer version is refused: use promote.
+
+With --open-pr (GitHub mode) it also opens a pull request that restores the
+rolled-back content on the tracked branch, so the branch does not drift
+from live.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key, err := keyArg(args)
 			if err != nil {
 				return err
 			}
-			return c.change(cmd.Context(), key+" live", func(ctx context.Context, tx *index.Tx) (index.Result, error) {
+			if openPR && openRollbackPR == nil {
+				return fmt.Errorf("rollback --open-pr needs GitHub mode (--github-token or --github-app-id)")
+			}
+			ctx := cmd.Context()
+			if err := c.change(ctx, key+" live", func(ctx context.Context, tx *index.Tx) (index.Result, error) {
 				return tx.Rollback(ctx, key, args[1], actor())
-			})
+			}); err != nil || !openPR {
+				return err
+			}
+			d, err := c.openData(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			v, err := c.lookupVersion(ctx, d, key, args[1])
+			if err != nil {
+				return err
+			}
+			url, err := openRollbackPR(ctx, c, d, v)
+			if err != nil {
+				return fmt.Errorf("live was rolled back, but opening the pull request failed: %w", err)
+			}
+			fmt.Fprintf(c.stdout, "opened %s\n", url)
+			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&openPR, "open-pr", false, "also open a pull request restoring this content on the tracked branch (GitHub mode)")
+	return cmd
 }
 
 func (c *cli) stagingCmd() *cobra.Command {

@@ -55,6 +55,16 @@ func (c *cli) serve(ctx context.Context, d *data, every time.Duration, ready fun
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s := &server{Data: d, Repo: repo, Handler: h, Log: c.log,
+		SyncNow: func(ctx context.Context) (*index.SyncResult, error) { return c.syncNow(ctx, d, repo) }}
+	for _, hook := range serveHooks {
+		if err := hook(ctx, c, s); err != nil {
+			return err
+		}
+	}
+
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", c.addr, err)
@@ -71,8 +81,6 @@ func (c *cli) serve(ctx context.Context, d *data, every time.Duration, ready fun
 	addr := ln.Addr().String()
 	c.log.Info("listening", "addr", "http://"+addr, "data", d.dir, "repo", d.repo, "branch", d.cfg.Branch)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- h.Run(ctx) }()

@@ -262,7 +262,10 @@ func TestPointerCommands(t *testing.T) {
 	ok(t, args("drafts", "delete", "greet", "tone")...)
 
 	var log struct {
-		Entries []struct{ Seq int64; Action, Key, Version, Actor string }
+		Entries []struct {
+			Seq                         int64
+			Action, Key, Version, Actor string
+		}
 		NextBefore string `json:"next_before"`
 	}
 	decode(t, ok(t, args("audit", "--json", "--limit", "3")...), &log)

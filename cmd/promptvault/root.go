@@ -35,6 +35,7 @@ type cli struct {
 
 	explicit map[string]bool // flags given on the command line or by env
 	log      *slog.Logger
+	gitAuth  gitAuthFunc // credentials for fetches; set by a configHook
 }
 
 const longHelp = `promptvault is a Git-backed prompt registry for LLM applications.
@@ -82,6 +83,9 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		c.settingsCmd(), c.auditCmd(), c.keysCmd(),
 		c.serveCmd(), c.demoCmd(),
 	)
+	for _, h := range flagHooks {
+		h(c, root)
+	}
 	return root
 }
 
@@ -204,6 +208,12 @@ func (c *cli) openData(ctx context.Context, remember bool) (*data, error) {
 		return nil, err
 	}
 	d.cfg = index.Config{Branch: c.branch, PromptsDir: c.promptsDir, BranchDrafts: true, AutoPromote: mode, Actor: "sync"}
+	for _, h := range configHooks {
+		if err := h(ctx, c, d); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	return d, nil
 }
 
@@ -212,7 +222,7 @@ func (c *cli) mirror(d *data) (*gitstore.Repo, error) {
 	if d.repo == "" {
 		return nil, fmt.Errorf("no repository configured: pass --repo PATH|URL (or set PV_REPO) on the first sync")
 	}
-	return gitstore.Open(filepath.Join(d.dir, "mirror.git"), d.repo, gitstore.Options{Logger: c.log})
+	return gitstore.Open(filepath.Join(d.dir, "mirror.git"), d.repo, gitstore.Options{Logger: c.log, Auth: c.gitAuth})
 }
 
 // lockSync takes the data directory's sync lock, so two processes never
