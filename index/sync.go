@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/promptvault/promptvault/gitstore"
@@ -297,10 +300,13 @@ func (db *DB) indexBatch(ctx context.Context, st *syncState, batch []gitstore.Co
 		ch []gitstore.Change
 	}
 	var steps []step
+	var todo []blobRef
+	queued := map[string]bool{}
 	err := st.repo.WalkChanges(ctx, batch, st.cfg.PromptsDir, func(c gitstore.Commit, ch []gitstore.Change) error {
 		for _, x := range ch {
-			if x.To != "" {
-				st.check(x.Path, x.To) // warm the validation cache outside the write lock
+			if x.To != "" && !queued[x.To] && st.checks[x.To] == nil {
+				queued[x.To] = true
+				todo = append(todo, blobRef{x.Path, x.To})
 			}
 		}
 		steps = append(steps, step{c, ch})
@@ -309,6 +315,9 @@ func (db *DB) indexBatch(ctx context.Context, st *syncState, batch []gitstore.Co
 	if err != nil {
 		return fmt.Errorf("sync: diff: %w", err)
 	}
+	// Validate outside the write lock and on every core: parsing is most
+	// of the cost of indexing a history.
+	st.checkAll(ctx, todo)
 	part := &SyncResult{}
 	err = db.Update(ctx, func(tx *Tx) error {
 		st.resetNumbers()
@@ -353,13 +362,50 @@ func newSyncState(repo *gitstore.Repo, cfg Config) *syncState {
 
 func (st *syncState) resetNumbers() { st.numbers = map[string]int{} }
 
-// check reads and validates one blob. Problems name the file by its repo path.
+type blobRef struct{ path, blob string }
+
+// checkAll validates blobs in parallel and caches the outcomes.
+func (st *syncState) checkAll(ctx context.Context, refs []blobRef) {
+	out := make([]*checked, len(refs))
+	workers := min(runtime.GOMAXPROCS(0), len(refs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(refs) || ctx.Err() != nil {
+					return
+				}
+				out[i] = checkBlob(st.repo, refs[i].path, refs[i].blob)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, r := range refs {
+		if out[i] != nil {
+			st.checks[r.blob] = out[i]
+		}
+	}
+}
+
+// check returns a blob's validation outcome, computing it if needed.
 func (st *syncState) check(p, blob string) *checked {
 	if c, ok := st.checks[blob]; ok {
 		return c
 	}
+	c := checkBlob(st.repo, p, blob)
+	st.checks[blob] = c
+	return c
+}
+
+// checkBlob reads and validates one blob. Problems name the file by its
+// repo path; they are re-stamped with the path of each use.
+func checkBlob(repo *gitstore.Repo, p, blob string) *checked {
 	c := &checked{}
-	data, err := st.repo.Blob(blob)
+	data, err := repo.Blob(blob)
 	if err != nil {
 		c.err = fmt.Errorf("read %s (blob %s): %w", p, blob, err)
 		return c
@@ -375,8 +421,6 @@ func (st *syncState) check(p, blob string) *checked {
 			c.problems = []promptfile.Problem{{Path: p, Message: err.Error()}}
 		}
 	}
-	// Only the path-independent part is cached; the path is re-stamped on use.
-	st.checks[blob] = c
 	return c
 }
 

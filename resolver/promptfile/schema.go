@@ -2,12 +2,14 @@ package promptfile
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"golang.org/x/text/language"
@@ -25,11 +27,54 @@ const schemaURL = "promptvault:///schema.json"
 // (file://, http://, ...): a prompt file is untrusted input and must not
 // make the server read its own files or call out. References inside the
 // schema ("#/$defs/x") and the bundled meta-schemas still work.
+//
+// Results are memoised by the schema's JSON: a prompt's schema rarely
+// changes between versions, and compiling (which validates the schema
+// against its meta-schema) was the largest cost of indexing a history. A
+// compiled schema is immutable and safe for concurrent use.
 func CompileSchema(v any) (*jsonschema.Schema, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("schema cannot be represented as JSON: %w", err)
 	}
+	return schemas.get(b, func() (*jsonschema.Schema, error) { return compileJSON(b) })
+}
+
+// schemaCacheSize bounds the memo; past it the memo starts over, which
+// keeps memory bounded without LRU bookkeeping on a cold path.
+const schemaCacheSize = 1024
+
+type compiled struct {
+	s   *jsonschema.Schema
+	err error
+}
+
+type schemaCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]compiled
+}
+
+var schemas = &schemaCache{m: map[[32]byte]compiled{}}
+
+func (c *schemaCache) get(b []byte, compile func() (*jsonschema.Schema, error)) (*jsonschema.Schema, error) {
+	k := sha256.Sum256(b)
+	c.mu.Lock()
+	r, ok := c.m[k]
+	c.mu.Unlock()
+	if ok {
+		return r.s, r.err
+	}
+	r.s, r.err = compile()
+	c.mu.Lock()
+	if len(c.m) >= schemaCacheSize {
+		clear(c.m)
+	}
+	c.m[k] = r
+	c.mu.Unlock()
+	return r.s, r.err
+}
+
+func compileJSON(b []byte) (*jsonschema.Schema, error) {
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("schema cannot be represented as JSON: %w", err)
