@@ -1,0 +1,119 @@
+package resolver
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/resolver/promptfile"
+)
+
+// Sentinel errors detected by the HTTP layer. index's sentinels
+// (ErrNotFound, ErrInvalid, ErrConflict, ErrInvalidVersion) are mapped too.
+var (
+	// ErrUnauthorized: a missing, malformed, unknown or revoked API key.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden: a valid key of the wrong kind (a live or test key on
+	// an admin endpoint).
+	ErrForbidden = errors.New("forbidden")
+	// ErrArchived: the prompt's deletion was promoted.
+	ErrArchived = errors.New("prompt archived")
+	// ErrTooLarge: a request body past its limit.
+	ErrTooLarge = errors.New("request too large")
+	// ErrMethodNotAllowed: the path exists, the method does not.
+	ErrMethodNotAllowed = errors.New("method not allowed")
+	// ErrNotReady: /readyz before the first sync.
+	ErrNotReady = errors.New("not ready: the first sync has not finished")
+)
+
+// errorTable is the only place a status is chosen. The first entry whose
+// error errors.Is the returned error wins; *promptfile.Problems and
+// *http.MaxBytesError are checked by type before it. Anything not listed is
+// 500 internal: logged, never echoed, because its text may name files,
+// SQL or Git objects.
+var errorTable = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{ErrUnauthorized, http.StatusUnauthorized, "unauthorized"},
+	{ErrForbidden, http.StatusForbidden, "forbidden"},
+	{ErrArchived, http.StatusNotFound, "prompt_archived"},
+	{index.ErrNotFound, http.StatusNotFound, "not_found"},
+	{index.ErrInvalidVersion, http.StatusUnprocessableEntity, "validation_failed"},
+	{index.ErrInvalid, http.StatusBadRequest, "invalid_request"},
+	{index.ErrConflict, http.StatusConflict, "conflict"},
+	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
+	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
+	{ErrNotReady, http.StatusServiceUnavailable, "not_ready"},
+}
+
+// ErrorBody is the JSON of every error response: {"error": {...}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the inner object of an error response. Problems lists every
+// validation problem of a 422 validation_failed.
+type ErrorDetail struct {
+	Code     string               `json:"code"`
+	Message  string               `json:"message"`
+	Problems []promptfile.Problem `json:"problems,omitempty"`
+}
+
+// Classify returns the status, code and client-facing message for err, and
+// the validation problems it carries. Unknown errors are 500 "internal" with
+// a fixed message.
+func Classify(err error) (status int, detail ErrorDetail) {
+	var probs *promptfile.Problems
+	if errors.As(err, &probs) {
+		return http.StatusUnprocessableEntity, ErrorDetail{Code: "validation_failed", Message: err.Error(), Problems: probs.List}
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return http.StatusRequestEntityTooLarge, ErrorDetail{Code: "too_large", Message: err.Error()}
+	}
+	for _, e := range errorTable {
+		if errors.Is(err, e.err) {
+			return e.status, ErrorDetail{Code: e.code, Message: err.Error()}
+		}
+	}
+	return http.StatusInternalServerError, ErrorDetail{Code: "internal", Message: "internal error"}
+}
+
+// WriteError answers err as {"error": {"code", "message"}} with the status
+// errorTable gives it. 500s are logged to slog.Default(); handlers that
+// have a Handler use (*Handler).WriteError, which logs to its logger.
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	writeError(slog.Default(), w, r, err)
+}
+
+// WriteError is the package WriteError logging to the handler's logger.
+func (h *Handler) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	writeError(h.log, w, r, err)
+}
+
+func writeError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
+	status, detail := Classify(err)
+	if status == http.StatusInternalServerError {
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	hdr := w.Header()
+	// A handler may have set these for a success it then abandoned.
+	delete(hdr, "Etag")
+	delete(hdr, "Content-Length")
+	hdr["Content-Type"] = hdrJSON
+	hdr["Cache-Control"] = hdrNoStore
+	if status == http.StatusUnauthorized {
+		// RFC 6750 §3: a 401 names the scheme the client should use.
+		hdr["Www-Authenticate"] = hdrBearer
+	}
+	w.WriteHeader(status)
+	b, err := encodeJSON(ErrorBody{Error: detail})
+	if err != nil {
+		log.Error("encode error body", "err", err)
+		return
+	}
+	w.Write(b)
+}

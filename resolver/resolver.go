@@ -1,0 +1,202 @@
+// Package resolver is promptvault's read path: GET /v1/prompts/{key} for
+// applications holding pv_live_, pv_test_ or pv_admin_ keys, plus /healthz
+// and /readyz, the API-key check and the error table every HTTP handler of
+// the service answers with.
+//
+// Reads touch neither Git nor SQLite. New loads every pointer, key and the
+// staging switch from the index and renders each (prompt, env) response
+// document once, with its ETag and Content-Length, into an immutable
+// snapshot; Run follows the index's change feed (db.Watch, which sees CLI
+// writes from other processes too) and swaps in a copy-on-write snapshot in
+// which only the changed prompts were rebuilt. A read is a map lookup and a
+// write of ready bytes: notes/perf.md §1 measured per-request JSON encoding
+// at 19% of throughput and gorilla/mux's matching plus request cloning at
+// 11%, so the prompt route is dispatched before the router.
+//
+// Mounting: Handler is the root http.Handler of the server. Other handlers
+// (admin API, webhook, metrics) are added to its gorilla/mux router:
+//
+//	h, err := resolver.New(ctx, resolver.Options{DB: db, Repo: repo, Logger: log})
+//	h.Router().PathPrefix("/v1/admin/").Handler(admin)
+//	h.Router().Handle("/webhooks/github", hook).Methods(http.MethodPost)
+//	go h.Run(ctx)
+//	srv := &http.Server{Handler: h}
+//	... first sync ...; h.SetReady()
+//
+// Unknown routes answer 404 and known paths with a wrong method 405, both as
+// JSON error bodies. Routes registers the resolver's routes on another
+// router instead, for callers that must own the router (reads then pay for
+// gorilla's matching).
+//
+// Resolver knows the index (pointers, versions, keys), gitstore (blobs by
+// SHA) and promptfile (parsing a blob into the "prompt" object); it writes
+// to the index only the keys' last-used times.
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/promptvault/promptvault/gitstore"
+	"github.com/promptvault/promptvault/index"
+)
+
+// PromptsPrefix is the path prefix of the read route; the rest of the path
+// is the prompt key.
+const PromptsPrefix = "/v1/prompts/"
+
+// Defaults for Options.
+const (
+	DefaultPollInterval  = 50 * time.Millisecond
+	DefaultTouchInterval = 10 * time.Second
+	DefaultPinnedDocs    = 1024
+)
+
+// slog keys (STYLE: keys are constants).
+const (
+	logKey     = "key"
+	logVersion = "version"
+	logCommit  = "commit"
+	logEnv     = "env"
+)
+
+// Header values assigned straight into w.Header(): one shared slice per
+// value instead of a Set call allocating a new one per response. Nothing in
+// net/http writes into a header value slice, and each has len == cap, so an
+// append by a later middleware copies rather than mutates it.
+var (
+	hdrJSON    = []string{"application/json"}
+	hdrNoCache = []string{"no-cache"}
+	hdrNoStore = []string{"no-store"}
+	hdrVary    = []string{"Authorization"}
+	hdrBearer  = []string{`Bearer realm="promptvault"`}
+)
+
+// Options configures New.
+type Options struct {
+	DB     *index.DB
+	Repo   *gitstore.Repo
+	Logger *slog.Logger // nil: discard
+	// PollInterval is how often Run polls the index for changes
+	// (DefaultPollInterval when 0).
+	PollInterval time.Duration
+	// TouchInterval is how often Run writes keys' last-used times
+	// (DefaultTouchInterval when 0).
+	TouchInterval time.Duration
+	// PinnedDocs bounds the documents of ?version= reads kept in memory
+	// (DefaultPinnedDocs when 0).
+	PinnedDocs int
+}
+
+// Handler serves the read API. It is safe for concurrent use; Run must run
+// for it to follow changes.
+type Handler struct {
+	db       *index.DB
+	repo     *gitstore.Repo
+	log      *slog.Logger
+	poll     time.Duration
+	touch    time.Duration
+	router   *mux.Router
+	snap     atomic.Pointer[snapshot]
+	ready    atomic.Bool
+	pinned   *pinnedCache
+	prompts  *promptCache
+	reloadMu sync.Mutex // serialises snapshot rebuilds; guards seq and retired
+	seq      int64      // change feed position the snapshot reflects
+	// retired keys were revoked or deleted since the last flush; their
+	// last-used times are written once more.
+	retired []*apiKey
+}
+
+// New loads every pointer, key and the staging switch from the index and
+// renders the documents reads are answered with.
+func New(ctx context.Context, opts Options) (*Handler, error) {
+	if opts.DB == nil || opts.Repo == nil {
+		return nil, errors.New("resolver: Options.DB and Options.Repo are required")
+	}
+	h := &Handler{
+		db:      opts.DB,
+		repo:    opts.Repo,
+		log:     opts.Logger,
+		poll:    opts.PollInterval,
+		touch:   opts.TouchInterval,
+		pinned:  newPinnedCache(opts.PinnedDocs),
+		prompts: newPromptCache(4 * max(opts.PinnedDocs, DefaultPinnedDocs)),
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.poll <= 0 {
+		h.poll = DefaultPollInterval
+	}
+	if h.touch <= 0 {
+		h.touch = DefaultTouchInterval
+	}
+	h.router = mux.NewRouter()
+	h.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.WriteError(w, r, fmt.Errorf("%w: no route %s", index.ErrNotFound, r.URL.Path))
+	})
+	h.router.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.WriteError(w, r, fmt.Errorf("%w: %s %s", ErrMethodNotAllowed, r.Method, r.URL.Path))
+	})
+	h.Routes(h.router)
+	if err := h.loadAll(ctx); err != nil {
+		return nil, fmt.Errorf("resolver: %w", err)
+	}
+	return h, nil
+}
+
+// Router is the router behind the read route: mount the service's other
+// handlers on it and serve h.
+func (h *Handler) Router() *mux.Router { return h.router }
+
+// Routes registers /healthz, /readyz and GET/HEAD /v1/prompts/{key} on r.
+func (h *Handler) Routes(r *mux.Router) {
+	r.HandleFunc("/healthz", h.healthz).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/readyz", h.readyz).Methods(http.MethodGet, http.MethodHead)
+	r.PathPrefix(PromptsPrefix).Methods(http.MethodGet, http.MethodHead).HandlerFunc(h.read)
+}
+
+// ServeHTTP answers prompt reads directly and hands everything else to the
+// router. Dispatching before gorilla/mux keeps a read free of its regexp
+// match and of the two request clones it makes to store route variables.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.HasPrefix(r.URL.Path, PromptsPrefix) {
+		h.read(w, r)
+		return
+	}
+	h.router.ServeHTTP(w, r)
+}
+
+// SetReady makes /readyz answer 200; serve calls it after the first sync.
+func (h *Handler) SetReady() { h.ready.Store(true) }
+
+var okBody = []byte(`{"status":"ok"}` + "\n")
+
+func (h *Handler) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSONBytes(w, okBody)
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
+	if !h.ready.Load() {
+		h.WriteError(w, r, ErrNotReady)
+		return
+	}
+	writeJSONBytes(w, okBody)
+}
+
+func writeJSONBytes(w http.ResponseWriter, b []byte) {
+	hdr := w.Header()
+	hdr["Content-Type"] = hdrJSON
+	hdr["Cache-Control"] = hdrNoStore
+	w.Write(b)
+}

@@ -1,0 +1,436 @@
+package resolver
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/resolver/promptfile"
+)
+
+// snapshot is everything a read needs. It is never modified after it is
+// published through Handler.snap: a change builds a copy that shares the
+// unchanged entries and docs, so a reader holding an old snapshot keeps a
+// consistent view and never sees a half-built document.
+type snapshot struct {
+	prompts map[string]*entry
+	keys    map[[32]byte]*apiKey
+	staging bool // the staging switch
+}
+
+// entry is one prompt's documents. Both are kept whatever the staging
+// switch says, so flipping it only swaps a flag.
+type entry struct {
+	live    *doc // nil: no live pointer
+	staging *doc // nil: staging unset
+}
+
+// doc is one pre-rendered response with its header values.
+type doc struct {
+	src      index.Pointer // what it was built from (AuditSeq, UpdatedAt zeroed)
+	archived bool          // the pointer marks a deletion: 404 prompt_archived
+	err      error         // building failed (reads answer 500) or, pinned, the version is invalid (422)
+	body     []byte
+	etag     string   // strong entity tag, quoted
+	etagHdr  []string // {etag}
+	lenHdr   []string // {len(body)}
+}
+
+// readDoc is the response body of GET /v1/prompts/{key} (SPEC §3), fields
+// in the contract's order.
+type readDoc struct {
+	Key       string          `json:"key"`
+	Env       string          `json:"env"`
+	Version   string          `json:"version"`
+	Number    *int            `json:"number"` // null for drafts
+	Commit    string          `json:"commit"`
+	SHA256    string          `json:"sha256"`
+	Message   string          `json:"message"`
+	Author    string          `json:"author"`
+	CreatedAt string          `json:"created_at"`
+	Prompt    json.RawMessage `json:"prompt"`
+}
+
+// source is p without the bookkeeping fields that do not reach the body, so
+// an unchanged pointer (re-audited, say) keeps its document and ETag.
+func source(p index.Pointer) index.Pointer {
+	p.AuditSeq = 0
+	p.UpdatedAt = ""
+	return p
+}
+
+// buildDoc renders the document for pointer p as served to env. A failure
+// is kept in the doc (and logged) so the prompt answers 500 while the rest
+// keep serving; the next change to the prompt retries.
+func (h *Handler) buildDoc(p index.Pointer, env string) *doc {
+	d := &doc{src: source(p)}
+	if p.Archived {
+		d.archived = true
+		return d
+	}
+	prompt, err := h.promptJSON(p.Key, p.BlobSHA, p.SHA256)
+	if err == nil {
+		d.body, err = renderDoc(p, env, prompt)
+	}
+	if err != nil {
+		d.err = fmt.Errorf("build %s %s of %s: %w", env, p.Label(), p.Key, err)
+		h.log.Error("build document", logKey, p.Key, logEnv, env, logVersion, p.Label(), logCommit, p.Commit, "err", err)
+		return d
+	}
+	sum := sha256.Sum256(d.body)
+	d.etag = `"` + hex.EncodeToString(sum[:16]) + `"`
+	d.etagHdr = []string{d.etag}
+	d.lenHdr = []string{strconv.Itoa(len(d.body))}
+	return d
+}
+
+func renderDoc(p index.Pointer, env string, prompt json.RawMessage) ([]byte, error) {
+	rd := readDoc{Key: p.Key, Env: env, Version: p.Label(), Commit: p.Commit, SHA256: p.SHA256,
+		Message: p.Message, Author: p.Author, CreatedAt: p.CreatedAt, Prompt: prompt}
+	if p.Draft == "" {
+		n := p.Number
+		rd.Number = &n
+	}
+	return encodeJSON(rd)
+}
+
+// encodeJSON is json.Marshal without HTML escaping: prompts are full of
+// <, > and &, and the documents are read by programs, not browsers.
+func encodeJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// promptJSON is the "prompt" object of the file with blob SHA blob: read
+// from the mirror, checked against the indexed SHA-256, parsed. Results are
+// cached by blob, so a pointer flipping between two versions reparses
+// nothing.
+func (h *Handler) promptJSON(key, blob, sum string) (json.RawMessage, error) {
+	if b := h.prompts.get(blob); b != nil {
+		return b, nil
+	}
+	data, err := h.repo.Blob(blob)
+	if err != nil {
+		return nil, fmt.Errorf("read blob %s: %w", blob, err)
+	}
+	if got := sha256.Sum256(data); sum != "" && hex.EncodeToString(got[:]) != sum {
+		return nil, fmt.Errorf("blob %s has sha256 %x; the index says %s", blob, got, sum)
+	}
+	p, err := promptfile.Parse(key, data)
+	if err != nil {
+		// Only valid versions become pointers, so this is a parser that
+		// grew stricter since indexing: an operator's problem, not the
+		// caller's.
+		return nil, fmt.Errorf("parse blob %s: %v", blob, err)
+	}
+	b, err := encodeJSON(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode prompt %s: %w", key, err)
+	}
+	b = bytes.TrimRight(b, "\n")
+	h.prompts.put(blob, b)
+	return b, nil
+}
+
+// loadAll reads the whole state and replaces the snapshot (at New and on a
+// "reset" change). Unchanged documents of the current snapshot are reused.
+func (h *Handler) loadAll(ctx context.Context) error {
+	h.reloadMu.Lock()
+	defer h.reloadMu.Unlock()
+	return h.loadAllLocked(ctx)
+}
+
+// loadAllLocked needs h.reloadMu.
+func (h *Handler) loadAllLocked(ctx context.Context) error {
+	var (
+		ptrs    []index.Pointer
+		keys    []index.APIKey
+		staging bool
+		seq     int64
+	)
+	// One read transaction, so the change sequence matches the state read
+	// and Run replays exactly what came after.
+	err := h.db.View(ctx, func(tx *index.Tx) error {
+		var err error
+		if seq, err = tx.LastChange(ctx); err != nil {
+			return fmt.Errorf("last change: %w", err)
+		}
+		if ptrs, err = tx.AllPointers(ctx); err != nil {
+			return fmt.Errorf("pointers: %w", err)
+		}
+		if keys, err = tx.Keys(ctx); err != nil {
+			return fmt.Errorf("keys: %w", err)
+		}
+		if staging, err = tx.StagingEnabled(ctx); err != nil {
+			return fmt.Errorf("settings: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load index: %w", err)
+	}
+	old := h.snap.Load()
+	if old == nil {
+		old = &snapshot{}
+	}
+	next := &snapshot{prompts: make(map[string]*entry, len(ptrs)), staging: staging}
+	var gone []*apiKey
+	if next.keys, gone, err = buildKeys(keys, old.keys); err != nil {
+		return err
+	}
+	for _, p := range ptrs {
+		e := next.prompts[p.Key]
+		if e == nil {
+			e = &entry{}
+			next.prompts[p.Key] = e
+		}
+		var prev *entry
+		if old.prompts != nil {
+			prev = old.prompts[p.Key]
+		}
+		switch p.Env {
+		case index.EnvLive:
+			e.live = h.docFor(p, prevDoc(prev, index.EnvLive))
+		case index.EnvStaging:
+			e.staging = h.docFor(p, prevDoc(prev, index.EnvStaging))
+		}
+	}
+	h.pinned.clear()
+	h.retired = append(h.retired, gone...)
+	h.seq = seq
+	h.snap.Store(next)
+	return nil
+}
+
+func prevDoc(e *entry, env string) *doc {
+	switch {
+	case e == nil:
+		return nil
+	case env == index.EnvLive:
+		return e.live
+	default:
+		return e.staging
+	}
+}
+
+// docFor returns old when it was built from the same pointer (and
+// succeeded), else a new document.
+func (h *Handler) docFor(p index.Pointer, old *doc) *doc {
+	if old != nil && old.err == nil && old.src == source(p) {
+		return old
+	}
+	return h.buildDoc(p, p.Env)
+}
+
+// apply rebuilds what changes touch: the documents of the prompts named by
+// pointer and draft changes, the key map on "keys", the staging switch on
+// "settings", everything on "reset" (the feed was trimmed past us).
+func (h *Handler) apply(ctx context.Context, changes []index.Change) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	h.reloadMu.Lock()
+	defer h.reloadMu.Unlock()
+	prompts := map[string]bool{}
+	var reKeys, reSettings bool
+	for _, c := range changes {
+		switch {
+		case c.Kind == index.ChangePointer || c.Kind == index.ChangeDraft:
+			prompts[c.Key] = true
+		case c.Kind == index.ChangeKeys:
+			reKeys = true
+		case c.Kind == index.ChangeSettings:
+			reSettings = true
+		case c.Kind != "reset" && c.Key != "":
+			prompts[c.Key] = true // a kind added later: reread its prompt
+		default:
+			return h.loadAllLocked(ctx)
+		}
+	}
+	type pair struct{ live, staging *index.Pointer }
+	got := make(map[string]pair, len(prompts))
+	var keys []index.APIKey
+	var staging bool
+	err := h.db.View(ctx, func(tx *index.Tx) error {
+		for key := range prompts {
+			var pr pair
+			for _, env := range []string{index.EnvLive, index.EnvStaging} {
+				p, ok, err := tx.Pointer(ctx, key, env)
+				if err != nil {
+					return fmt.Errorf("pointer %s %s: %w", env, key, err)
+				}
+				if !ok {
+					continue
+				}
+				if env == index.EnvLive {
+					pr.live = &p
+				} else {
+					pr.staging = &p
+				}
+			}
+			got[key] = pr
+		}
+		var err error
+		if reKeys {
+			if keys, err = tx.Keys(ctx); err != nil {
+				return fmt.Errorf("keys: %w", err)
+			}
+		}
+		if reSettings {
+			if staging, err = tx.StagingEnabled(ctx); err != nil {
+				return fmt.Errorf("settings: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reload index: %w", err)
+	}
+	old := h.snap.Load()
+	next := *old
+	if len(got) > 0 {
+		next.prompts = maps.Clone(old.prompts)
+		for key, pr := range got {
+			prev := old.prompts[key]
+			e := &entry{}
+			if pr.live != nil {
+				e.live = h.docFor(*pr.live, prevDoc(prev, index.EnvLive))
+			}
+			if pr.staging != nil {
+				e.staging = h.docFor(*pr.staging, prevDoc(prev, index.EnvStaging))
+			}
+			if e.live == nil && e.staging == nil {
+				delete(next.prompts, key)
+			} else {
+				next.prompts[key] = e
+			}
+			h.log.Debug("prompt reloaded", logKey, key)
+		}
+	}
+	if reKeys {
+		m, gone, err := buildKeys(keys, old.keys)
+		if err != nil {
+			return err
+		}
+		next.keys = m
+		h.retired = append(h.retired, gone...)
+		h.log.Info("api keys reloaded", "keys", len(m), "dropped", len(gone))
+	}
+	if reSettings {
+		next.staging = staging
+		h.log.Info("settings reloaded", "staging_enabled", staging)
+	}
+	h.seq = changes[len(changes)-1].Seq
+	h.snap.Store(&next)
+	return nil
+}
+
+// Run follows the index's change feed until ctx ends, rebuilding what
+// changed, and writes keys' last-used times every TouchInterval and once
+// more at the end. It returns nil when ctx ends.
+func (h *Handler) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.watch(ctx)
+	}()
+	t := time.NewTicker(h.touch)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := h.flushUsage(ctx); err != nil && ctx.Err() == nil {
+				h.log.Error("record key use", "err", err)
+			}
+		case <-done:
+			// ctx is over: give the last flush a moment of its own.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			err := h.flushUsage(fctx)
+			cancel()
+			return err
+		}
+	}
+}
+
+// watch runs db.Watch from the snapshot's position, restarting it after a
+// failure (a locked or briefly unreadable file must not stop a server from
+// following changes).
+func (h *Handler) watch(ctx context.Context) {
+	for ctx.Err() == nil {
+		h.reloadMu.Lock()
+		from := h.seq
+		h.reloadMu.Unlock()
+		err := h.db.Watch(ctx, from, h.poll, func(cs []index.Change) { h.applyRetry(ctx, cs) })
+		if ctx.Err() != nil {
+			return
+		}
+		h.log.Error("watch index changes; restarting in 1s", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// applyRetry applies changes until it succeeds or ctx ends: the feed moves
+// on once the callback returns, so giving up would lose the change.
+func (h *Handler) applyRetry(ctx context.Context, cs []index.Change) {
+	backoff := 100 * time.Millisecond
+	for {
+		err := h.apply(ctx, cs)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		h.log.Error("apply index changes", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// promptCache holds "prompt" objects by blob SHA. It is bounded by dropping
+// an arbitrary entry when full: entries are cheap to rebuild (one blob read
+// and parse) and only rebuilds consult it.
+type promptCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[string]json.RawMessage
+}
+
+func newPromptCache(n int) *promptCache {
+	return &promptCache{max: n, m: map[string]json.RawMessage{}}
+}
+
+func (c *promptCache) get(blob string) json.RawMessage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[blob]
+}
+
+func (c *promptCache) put(blob string, b json.RawMessage) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		for k := range c.m {
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[blob] = b
+}
