@@ -21,12 +21,14 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# bench: Go benchmarks (each with its baseline in the same run), then the
-# indexing benchmark against git log on a generated repository.
-# PV_BENCH_PROMPTS / PV_BENCH_COMMITS size it (defaults 2000 x 40000).
+# bench: Go benchmarks (each with its baseline in the same run), then
+# pvbench: indexing vs git log on a generated repository (PV_BENCH_PROMPTS x
+# PV_BENCH_COMMITS, default 2000 x 40000; generated once into $TMPDIR/pv-bench)
+# and serve vs a bare net/http server under wrk (needs wrk: apt-get install wrk).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
-	$(GO) run ./cmd/pvbench -bin $(BIN)
+	$(GO) run ./cmd/pvbench index -bin $(BIN)
+	$(GO) run ./cmd/pvbench http -bin $(BIN)
 
 demo: build
 	$(BIN) demo
