@@ -198,6 +198,9 @@ func (db *DB) Reindex(ctx context.Context, repo *gitstore.Repo, cfg Config) (*Sy
 		if err := tx.SetMeta(ctx, "head", ""); err != nil {
 			return err
 		}
+		if err := tx.SetMeta(ctx, "presence_head", ""); err != nil {
+			return err
+		}
 		for _, seg := range chains(commits) {
 			err := repo.WalkChanges(ctx, seg, cfg.PromptsDir, func(c gitstore.Commit, ch []gitstore.Change) error {
 				return st.apply(ctx, tx, c, ch, res)
@@ -269,7 +272,11 @@ func (db *DB) indexBranch(ctx context.Context, st *syncState, head string, res *
 	if err != nil {
 		return fmt.Errorf("sync: read state: %w", err)
 	}
-	if prevHead == head {
+	var settled string
+	if err := db.View(ctx, func(tx *Tx) (err error) { settled, err = tx.Meta(ctx, "presence_head"); return err }); err != nil {
+		return fmt.Errorf("sync: read state: %w", err)
+	}
+	if prevHead == head && settled == head {
 		return nil
 	}
 	commits, err := st.repo.FirstParent(ctx, head, func(sha string) bool { return known[sha] })
@@ -286,6 +293,9 @@ func (db *DB) indexBranch(ctx context.Context, st *syncState, head string, res *
 	// the branch holds changed: archive state follows the branch head.
 	return db.Update(ctx, func(tx *Tx) error {
 		if err := st.reconcilePresence(ctx, tx, head, res); err != nil {
+			return err
+		}
+		if err := tx.SetMeta(ctx, "presence_head", head); err != nil {
 			return err
 		}
 		return tx.SetMeta(ctx, "head", head)

@@ -157,7 +157,13 @@ func (c *cli) openData(ctx context.Context, remember bool) (*data, error) {
 		return nil, err
 	}
 	d := &data{dir: c.data, db: db}
-	err = db.Update(ctx, func(tx *index.Tx) error {
+	// Only commands that remember take the write lock; read-only commands
+	// must not queue behind a long sync or reindex in another process.
+	txn := db.View
+	if remember {
+		txn = db.Update
+	}
+	err = txn(ctx, func(tx *index.Tx) error {
 		for _, s := range []struct {
 			flag, meta string
 			val        *string
