@@ -50,21 +50,13 @@ func (db *DB) syncBranchDrafts(ctx context.Context, st *syncState, tracked strin
 	}
 	var gone []string
 	err = db.View(ctx, func(tx *Tx) error {
-		rows, err := tx.query(ctx, "SELECT source FROM draft_sources WHERE source LIKE 'branch:%'")
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				return err
-			}
+		sources, err := tx.queryStrings(ctx, "SELECT source FROM draft_sources WHERE source LIKE 'branch:%'")
+		for _, s := range sources {
 			if !live[s] {
 				gone = append(gone, s)
 			}
 		}
-		return rows.Err()
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("sync drafts: %w", err)
@@ -201,20 +193,7 @@ func hasAdd(changes []gitstore.Change, st *syncState, key string) bool {
 }
 
 func (tx *Tx) draftKeys(ctx context.Context, source string) ([]string, error) {
-	rows, err := tx.query(ctx, "SELECT key FROM drafts WHERE source = ? ORDER BY key", source)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var keys []string
-	for rows.Next() {
-		var k string
-		if err := rows.Scan(&k); err != nil {
-			return nil, err
-		}
-		keys = append(keys, k)
-	}
-	return keys, rows.Err()
+	return tx.queryStrings(ctx, "SELECT key FROM drafts WHERE source = ? ORDER BY key", source)
 }
 
 // deleteDraft removes one draft row. Pointer clean-up is the caller's.

@@ -161,20 +161,9 @@ func (db *DB) Reindex(ctx context.Context, repo *gitstore.Repo, cfg Config) (*Sy
 	cfg.defaults()
 	start := time.Now()
 	var ledger []string
-	err := db.View(ctx, func(tx *Tx) error {
-		rows, err := tx.query(ctx, "SELECT sha FROM commits ORDER BY seq")
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				return err
-			}
-			ledger = append(ledger, s)
-		}
-		return rows.Err()
+	err := db.View(ctx, func(tx *Tx) (err error) {
+		ledger, err = tx.queryStrings(ctx, "SELECT sha FROM commits ORDER BY seq")
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reindex: read ledger: %w", err)
@@ -255,19 +244,11 @@ func (db *DB) indexBranch(ctx context.Context, st *syncState, head string, res *
 		if prevHead, err = tx.Meta(ctx, "head"); err != nil {
 			return err
 		}
-		rows, err := tx.query(ctx, "SELECT sha FROM commits")
-		if err != nil {
-			return err
+		shas, err := tx.queryStrings(ctx, "SELECT sha FROM commits")
+		for _, sha := range shas {
+			known[sha] = true
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				return err
-			}
-			known[s] = true
-		}
-		return rows.Err()
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("sync: read state: %w", err)

@@ -24,13 +24,8 @@ func actor() string {
 // change runs one pointer/settings command in a write transaction and
 // prints its result.
 func (c *cli) change(ctx context.Context, what string, fn func(ctx context.Context, tx *index.Tx) (index.Result, error)) error {
-	d, err := c.openData(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
 	var res index.Result
-	err = d.db.Update(ctx, func(tx *index.Tx) (err error) {
+	err := c.update(ctx, func(ctx context.Context, tx *index.Tx) (err error) {
 		res, err = fn(ctx, tx)
 		return err
 	})
@@ -186,14 +181,8 @@ func (c *cli) settingsCmd() *cobra.Command {
 		Short: "Show or change settings",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			d, err := c.openData(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
 			var on bool
-			if err := d.db.View(ctx, func(tx *index.Tx) (err error) { on, err = tx.StagingEnabled(ctx); return err }); err != nil {
+			if err := c.view(cmd.Context(), func(ctx context.Context, tx *index.Tx) (err error) { on, err = tx.StagingEnabled(ctx); return err }); err != nil {
 				return err
 			}
 			if c.json {
@@ -244,13 +233,11 @@ a time. To page, pass --before with the smallest SEQ shown.`,
 			if before < 0 {
 				return fmt.Errorf("--before %d: want a positive sequence number", before)
 			}
-			d, err := c.openData(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
 			var log []index.AuditEntry
-			if err := d.db.View(ctx, func(tx *index.Tx) (err error) { log, err = tx.AuditLog(ctx, before, limit); return err }); err != nil {
+			if err := c.view(ctx, func(ctx context.Context, tx *index.Tx) (err error) {
+				log, err = tx.AuditLog(ctx, before, limit)
+				return err
+			}); err != nil {
 				return err
 			}
 			if c.json {
@@ -284,14 +271,11 @@ func (c *cli) keysCmd() *cobra.Command {
 		Short: "Create an API key; the key is printed once and only its hash is stored",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			d, err := c.openData(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
 			var k index.CreatedKey
-			if err := d.db.Update(ctx, func(tx *index.Tx) (err error) { k, err = tx.CreateKey(ctx, env, name, actor()); return err }); err != nil {
+			if err := c.update(cmd.Context(), func(ctx context.Context, tx *index.Tx) (err error) {
+				k, err = tx.CreateKey(ctx, env, name, actor())
+				return err
+			}); err != nil {
 				return err
 			}
 			if c.json {
@@ -310,14 +294,8 @@ func (c *cli) keysCmd() *cobra.Command {
 		Short: "List keys (id, env, prefix, created, last used, revoked)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			d, err := c.openData(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
 			var keys []index.APIKey
-			if err := d.db.View(ctx, func(tx *index.Tx) (err error) { keys, err = tx.Keys(ctx); return err }); err != nil {
+			if err := c.view(cmd.Context(), func(ctx context.Context, tx *index.Tx) (err error) { keys, err = tx.Keys(ctx); return err }); err != nil {
 				return err
 			}
 			if c.json {

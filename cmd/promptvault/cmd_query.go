@@ -19,14 +19,8 @@ func (c *cli) promptsCmd() *cobra.Command {
 		Short: "List indexed prompts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			d, err := c.openData(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
 			var ps []index.Prompt
-			err = d.db.View(ctx, func(tx *index.Tx) (err error) {
+			err := c.view(cmd.Context(), func(ctx context.Context, tx *index.Tx) (err error) {
 				ps, err = tx.Prompts(ctx)
 				return err
 			})
@@ -65,13 +59,8 @@ func (c *cli) versionsCmd() *cobra.Command {
 			if err := promptfile.ValidateKey(key); err != nil {
 				return err
 			}
-			d, err := c.openData(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
 			var drafts, vs []index.Version
-			err = d.db.View(ctx, func(tx *index.Tx) error {
+			err := c.view(ctx, func(ctx context.Context, tx *index.Tx) error {
 				if _, err := tx.PromptInfo(ctx, key); err != nil {
 					return err
 				}

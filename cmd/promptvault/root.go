@@ -223,6 +223,26 @@ func (c *cli) openData(ctx context.Context, remember bool) (*data, error) {
 	return d, nil
 }
 
+// view opens the data directory and runs fn in one read transaction.
+func (c *cli) view(ctx context.Context, fn func(ctx context.Context, tx *index.Tx) error) error {
+	d, err := c.openData(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.db.View(ctx, func(tx *index.Tx) error { return fn(ctx, tx) })
+}
+
+// update opens the data directory and runs fn in one write transaction.
+func (c *cli) update(ctx context.Context, fn func(ctx context.Context, tx *index.Tx) error) error {
+	d, err := c.openData(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.db.Update(ctx, func(tx *index.Tx) error { return fn(ctx, tx) })
+}
+
 // mirror opens the data directory's Git mirror of the repository.
 func (c *cli) mirror(d *data) (*gitstore.Repo, error) {
 	if d.repo == "" {
