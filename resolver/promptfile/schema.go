@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"golang.org/x/text/language"
@@ -37,42 +36,10 @@ func CompileSchema(v any) (*jsonschema.Schema, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schema cannot be represented as JSON: %w", err)
 	}
-	return schemas.get(b, func() (*jsonschema.Schema, error) { return compileJSON(b) })
+	return schemas.get(sha256.Sum256(b), func() (*jsonschema.Schema, error) { return compileJSON(b) })
 }
 
-// schemaCacheSize bounds the memo; past it the memo starts over, which
-// keeps memory bounded without LRU bookkeeping on a cold path.
-const schemaCacheSize = 1024
-
-type compiled struct {
-	s   *jsonschema.Schema
-	err error
-}
-
-type schemaCache struct {
-	mu sync.Mutex
-	m  map[[32]byte]compiled
-}
-
-var schemas = &schemaCache{m: map[[32]byte]compiled{}}
-
-func (c *schemaCache) get(b []byte, compile func() (*jsonschema.Schema, error)) (*jsonschema.Schema, error) {
-	k := sha256.Sum256(b)
-	c.mu.Lock()
-	r, ok := c.m[k]
-	c.mu.Unlock()
-	if ok {
-		return r.s, r.err
-	}
-	r.s, r.err = compile()
-	c.mu.Lock()
-	if len(c.m) >= schemaCacheSize {
-		clear(c.m)
-	}
-	c.m[k] = r
-	c.mu.Unlock()
-	return r.s, r.err
-}
+var schemas = newMemo[*jsonschema.Schema](1024)
 
 func compileJSON(b []byte) (*jsonschema.Schema, error) {
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))

@@ -484,7 +484,7 @@ func (w *walker) templates(p *Prompt, root *yaml.Node) {
 		srcs[0], srcs[1] = srcs[1], srcs[0]
 	}
 	for _, s := range srcs {
-		t, err := ParseTemplate(s.name, s.text)
+		t, err := parseTemplateCached(s.name, s.text)
 		if err == nil {
 			p.templates = append(p.templates, MessageTemplate{Role: s.role, Template: t})
 			continue
