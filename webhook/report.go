@@ -1,0 +1,279 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/resolver/promptfile"
+)
+
+// maxAnnotations is GitHub's cap per check run request; the rest follow in
+// updates, which append.
+const maxAnnotations = 50
+
+// maxSummary is GitHub's cap on output.summary.
+const maxSummary = 65535
+
+// report is what a pull request's check run (or status) says.
+type report struct {
+	ok          bool
+	title       string
+	summary     string
+	description string // ≤ 140 characters, for a commit status
+	annotations []Annotation
+}
+
+// promptFields is the order fields are compared and shown in: the file
+// format's order (SPEC §1).
+var promptFields = []string{"description", "model", "fallback_model", "temperature", "max_tokens", "top_p",
+	"system", "template", "messages", "input_schema", "output_schema", "cache_timeout", "config"}
+
+// FieldChange is one field that differs between two prompt versions; From
+// or To is "" when the field is unset on that side. Values are JSON.
+type FieldChange struct {
+	Field string `json:"field"`
+	From  string `json:"from"`
+	To    string `json:"to"`
+}
+
+// FieldDiff compares two parsed prompts field by field through their JSON
+// encoding (the read API's "prompt" object). Either may be nil (absent).
+func FieldDiff(from, to *promptfile.Prompt) ([]FieldChange, error) {
+	a, err := fieldsOf(from)
+	if err != nil {
+		return nil, err
+	}
+	b, err := fieldsOf(to)
+	if err != nil {
+		return nil, err
+	}
+	var out []FieldChange
+	for _, f := range promptFields {
+		if !bytes.Equal(a[f], b[f]) {
+			out = append(out, FieldChange{Field: f, From: string(a[f]), To: string(b[f])})
+		}
+	}
+	return out, nil
+}
+
+func fieldsOf(p *promptfile.Prompt) (map[string]json.RawMessage, error) {
+	m := map[string]json.RawMessage{}
+	if p == nil {
+		return m, nil
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	// Re-encode each value compactly with sorted keys (maps marshal sorted),
+	// so equal values compare equal byte for byte.
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, err
+	}
+	for k, v := range raw {
+		if m[k], err = json.Marshal(v); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// parseBlob parses a blob as a prompt file; nil when absent or invalid.
+func (w *Worker) parseBlob(path, blob string) *promptfile.Prompt {
+	if blob == "" {
+		return nil
+	}
+	data, err := w.repo.Blob(blob)
+	if err != nil {
+		return nil
+	}
+	p, err := promptfile.Parse(path, data)
+	if err != nil {
+		return nil
+	}
+	return p
+}
+
+// buildReport describes a pull request's drafts: for each changed prompt the
+// version it would become, its problems, and a field-by-field diff against
+// live.
+func (w *Worker) buildReport(ctx context.Context, src index.DraftSource) (report, error) {
+	type row struct {
+		draft  index.Version
+		next   string
+		live   index.Pointer
+		isLive bool
+	}
+	var rows []row
+	err := w.db.View(ctx, func(tx *index.Tx) error {
+		drafts, err := tx.DraftsOf(ctx, src.Source)
+		if err != nil {
+			return err
+		}
+		for _, v := range drafts {
+			r := row{draft: v}
+			info, err := tx.PromptInfo(ctx, v.Key)
+			switch {
+			case errors.Is(err, index.ErrNotFound):
+				r.next = "v1"
+			case err != nil:
+				return err
+			default:
+				r.next = index.Label(info.Versions + 1)
+			}
+			if v.Deleted {
+				r.next = index.LabelArchived
+			}
+			if r.live, r.isLive, err = tx.Pointer(ctx, v.Key, index.EnvLive); err != nil {
+				return err
+			}
+			rows = append(rows, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return report{}, err
+	}
+	rep := report{ok: true}
+	invalid := 0
+	var b strings.Builder
+	var details strings.Builder
+	if len(rows) == 0 {
+		b.WriteString("This pull request changes no prompt under `" + w.cfg.PromptsDir + "/`.\n")
+	} else {
+		b.WriteString("| prompt | becomes | live now | valid |\n|---|---|---|---|\n")
+	}
+	for _, r := range rows {
+		live := "—"
+		if r.isLive {
+			live = r.live.Label()
+		}
+		mark := "yes"
+		if !r.draft.Valid {
+			mark = fmt.Sprintf("**no** (%d problems)", len(r.draft.Problems))
+			invalid++
+			rep.ok = false
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", r.draft.Key, r.next, live, mark)
+
+		fmt.Fprintf(&details, "\n### `%s` → %s\n\n", r.draft.Key, r.next)
+		switch {
+		case r.draft.Deleted:
+			details.WriteString("The file is deleted: merging archives the prompt.\n")
+		case !r.draft.Valid:
+			for _, p := range r.draft.Problems {
+				fmt.Fprintf(&details, "- `%s:%d:%d`: %s\n", p.Path, p.Line, p.Column, p.Message)
+				line := max(p.Line, 1)
+				a := Annotation{Path: p.Path, StartLine: line, EndLine: line, AnnotationLevel: "failure",
+					Title: "invalid prompt " + r.draft.Key, Message: p.Message}
+				if p.Column > 0 {
+					a.StartColumn, a.EndColumn = p.Column, p.Column
+				}
+				rep.annotations = append(rep.annotations, a)
+			}
+		default:
+			var from *promptfile.Prompt
+			fromLabel := "(none)"
+			if r.isLive && !r.live.Archived {
+				from = w.parseBlob(r.draft.Path, r.live.BlobSHA)
+				fromLabel = r.live.Label()
+			}
+			to := w.parseBlob(r.draft.Path, r.draft.BlobSHA)
+			changes, err := FieldDiff(from, to)
+			if err != nil {
+				return report{}, err
+			}
+			if len(changes) == 0 {
+				details.WriteString("No field differs from live.\n")
+				break
+			}
+			fmt.Fprintf(&details, "| field | live %s | this pull request |\n|---|---|---|\n", fromLabel)
+			for _, c := range changes {
+				fmt.Fprintf(&details, "| `%s` | %s | %s |\n", c.Field, cell(c.From), cell(c.To))
+			}
+		}
+	}
+	switch {
+	case len(rows) == 0:
+		rep.title = "No prompt changes"
+	case invalid > 0:
+		rep.title = fmt.Sprintf("%d of %d changed prompts invalid", invalid, len(rows))
+	default:
+		rep.title = fmt.Sprintf("%d changed prompts valid", len(rows))
+	}
+	rep.description = rep.title
+	b.WriteString(details.String())
+	rep.summary = b.String()
+	if len(rep.summary) > maxSummary {
+		rep.summary = rep.summary[:maxSummary-40] + "\n\n… (truncated)\n"
+	}
+	return rep, nil
+}
+
+// cell renders a JSON value for a markdown table cell.
+func cell(v string) string {
+	if v == "" {
+		return "*(unset)*"
+	}
+	if len(v) > 300 {
+		v = v[:300] + "…"
+	}
+	v = strings.NewReplacer("|", `\|`, "\n", " ", "`", "'").Replace(v)
+	return "`" + v + "`"
+}
+
+// publish reports rep on the head commit: a check run upserted by name
+// (found among the head's runs, never duplicated) with annotations in
+// chunks of 50, or in token mode a commit status.
+func (w *Worker) publish(ctx context.Context, head string, rep report) error {
+	conclusion, state := "success", "success"
+	if !rep.ok {
+		conclusion, state = "failure", "failure"
+	}
+	if !w.gh.App {
+		desc := rep.description
+		if len(desc) > 140 {
+			desc = desc[:140]
+		}
+		return w.gh.CreateStatus(ctx, head, Status{State: state, Context: CheckName, Description: desc})
+	}
+	runs, err := w.gh.CheckRuns(ctx, head, CheckName)
+	if err != nil {
+		return err
+	}
+	anns := rep.annotations
+	out := func(chunk []Annotation) *CheckOutput {
+		return &CheckOutput{Title: rep.title, Summary: rep.summary, Annotations: chunk}
+	}
+	first := anns[:min(len(anns), maxAnnotations)]
+	var run CheckRun
+	if len(runs) > 0 {
+		run = runs[0]
+		// Annotations append on update; the same head has the same
+		// problems, so a run that has them already gets none again.
+		if run.Output != nil && run.Output.AnnotationsCount > 0 {
+			anns, first = nil, nil
+		}
+		run, err = w.gh.UpdateCheckRun(ctx, run.ID, CheckRun{Name: CheckName, Status: "completed",
+			Conclusion: conclusion, Output: out(first)})
+	} else {
+		run, err = w.gh.CreateCheckRun(ctx, CheckRun{Name: CheckName, HeadSHA: head, Status: "completed",
+			Conclusion: conclusion, Output: out(first)})
+	}
+	if err != nil {
+		return err
+	}
+	for i := maxAnnotations; i < len(anns); i += maxAnnotations {
+		chunk := anns[i:min(i+maxAnnotations, len(anns))]
+		if _, err := w.gh.UpdateCheckRun(ctx, run.ID, CheckRun{Output: out(chunk)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
