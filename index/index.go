@@ -85,18 +85,62 @@ func (db *DB) Close() error {
 type Tx struct {
 	tx    *sql.Tx
 	write bool
+	// stmts caches prepared statements for the transaction's life: a sync
+	// batch runs the same few statements tens of thousands of times, and
+	// preparing each time was most of its write cost.
+	stmts map[string]*sql.Stmt
+}
+
+func (tx *Tx) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := tx.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := tx.tx.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if tx.stmts == nil {
+		tx.stmts = map[string]*sql.Stmt{}
+	}
+	tx.stmts[q] = st
+	return st, nil
 }
 
 func (tx *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return tx.tx.ExecContext(ctx, q, args...)
+	st, err := tx.prepared(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
 }
 
 func (tx *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return tx.tx.QueryContext(ctx, q, args...)
+	st, err := tx.prepared(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
 }
 
-func (tx *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return tx.tx.QueryRowContext(ctx, q, args...)
+// row is a *sql.Row or a prepare error, scanned the same way.
+type row struct {
+	r   *sql.Row
+	err error
+}
+
+func (r row) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.r.Scan(dest...)
+}
+
+func (tx *Tx) queryRow(ctx context.Context, q string, args ...any) row {
+	st, err := tx.prepared(ctx, q)
+	if err != nil {
+		return row{err: err}
+	}
+	return row{r: st.QueryRowContext(ctx, args...)}
 }
 
 // queryStrings runs a query of one text column and returns its values.
@@ -169,7 +213,9 @@ func (db *DB) migrate(ctx context.Context) error {
 			if cur >= n {
 				return nil
 			}
-			if _, err := tx.exec(ctx, string(body)); err != nil {
+			// A migration is a script of several statements: exec it
+			// directly (a prepared statement would hold only the first).
+			if _, err := tx.tx.ExecContext(ctx, string(body)); err != nil {
 				return fmt.Errorf("migration %s: %w", base, err)
 			}
 			_, err := tx.exec(ctx, fmt.Sprintf("PRAGMA user_version = %d", n))
