@@ -264,11 +264,32 @@ func (db *DB) indexBranch(ctx context.Context, st *syncState, head string, res *
 	if err != nil {
 		return fmt.Errorf("sync: walk %s: %w", st.cfg.Branch, err)
 	}
+	// A two-stage pipeline: while one goroutine writes batch N in a
+	// transaction (a single core's work), batch N+1 is walked and validated
+	// on the others. Batches are still written strictly in order.
+	var writing chan error
+	wait := func() error {
+		if writing == nil {
+			return nil
+		}
+		err := <-writing
+		writing = nil
+		return err
+	}
 	for i := 0; i < len(commits); i += st.cfg.BatchSize {
 		batch := commits[i:min(i+st.cfg.BatchSize, len(commits))]
-		if err := db.indexBatch(ctx, st, batch, res); err != nil {
+		p, err := st.prepareBatch(ctx, batch)
+		if werr := wait(); werr != nil {
+			return werr
+		}
+		if err != nil {
 			return err
 		}
+		writing = make(chan error, 1)
+		go func() { writing <- db.writeBatch(ctx, st, p, res) }()
+	}
+	if err := wait(); err != nil {
+		return err
 	}
 	// A force push back to an already indexed commit adds no commit, but what
 	// the branch holds changed: archive state follows the branch head.
@@ -285,43 +306,58 @@ func (db *DB) indexBranch(ctx context.Context, st *syncState, head string, res *
 
 // indexBatch diffs and validates a batch of commits outside any transaction,
 // then writes them in one.
-func (db *DB) indexBatch(ctx context.Context, st *syncState, batch []gitstore.Commit, res *SyncResult) error {
-	type step struct {
-		c  gitstore.Commit
-		ch []gitstore.Change
-	}
-	var steps []step
+// preparedBatch is a batch of commits diffed and validated, ready to write.
+type preparedBatch struct {
+	commits []gitstore.Commit
+	steps   []step
+}
+
+type step struct {
+	c  gitstore.Commit
+	ch []gitstore.Change
+}
+
+// prepareBatch diffs a batch of commits and validates their new blobs
+// outside any transaction.
+func (st *syncState) prepareBatch(ctx context.Context, batch []gitstore.Commit) (preparedBatch, error) {
+	p := preparedBatch{commits: batch}
 	var todo []blobRef
 	queued := map[string]bool{}
 	err := st.repo.WalkChanges(ctx, batch, st.cfg.PromptsDir, func(c gitstore.Commit, ch []gitstore.Change) error {
 		for _, x := range ch {
-			if x.To != "" && !queued[x.To] && st.checks[x.To] == nil {
+			if x.To != "" && !queued[x.To] && st.cached(x.To) == nil {
 				queued[x.To] = true
 				todo = append(todo, blobRef{x.Path, x.To})
 			}
 		}
-		steps = append(steps, step{c, ch})
+		p.steps = append(p.steps, step{c, ch})
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("sync: diff: %w", err)
+		return p, fmt.Errorf("sync: diff: %w", err)
 	}
-	// Validate outside the write lock and on every core: parsing is most
-	// of the cost of indexing a history.
+	// Validate on every core: parsing is most of the cost of indexing.
 	st.checkAll(ctx, todo)
+	return p, nil
+}
+
+// writeBatch records a prepared batch in one transaction, so a killed sync
+// resumes after the last whole batch.
+func (db *DB) writeBatch(ctx context.Context, st *syncState, p preparedBatch, res *SyncResult) error {
+	last := p.commits[len(p.commits)-1].SHA
 	part := &SyncResult{}
-	err = db.Update(ctx, func(tx *Tx) error {
+	err := db.Update(ctx, func(tx *Tx) error {
 		st.resetNumbers()
-		for _, s := range steps {
+		for _, s := range p.steps {
 			if err := st.apply(ctx, tx, s.c, s.ch, part); err != nil {
 				return err
 			}
 		}
-		return tx.SetMeta(ctx, "head", batch[len(batch)-1].SHA)
+		return tx.SetMeta(ctx, "head", last)
 	})
 	if err != nil {
 		st.resetNumbers()
-		return fmt.Errorf("sync: index batch ending %s: %w", batch[len(batch)-1].SHA, err)
+		return fmt.Errorf("sync: index batch ending %s: %w", last, err)
 	}
 	res.Commits += part.Commits
 	res.Versions = append(res.Versions, part.Versions...)
@@ -343,6 +379,7 @@ type syncState struct {
 	promote bool // auto-promote each new commit (AutoPush, after bootstrap)
 	repo    *gitstore.Repo
 	cfg     Config
+	mu      sync.Mutex // guards checks: the pipeline validates while it writes
 	checks  map[string]*checked
 	numbers map[string]int // key → last number, valid within one transaction
 }
@@ -375,6 +412,8 @@ func (st *syncState) checkAll(ctx context.Context, refs []blobRef) {
 		}()
 	}
 	wg.Wait()
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	for i, r := range refs {
 		if out[i] != nil {
 			st.checks[r.blob] = out[i]
@@ -382,13 +421,21 @@ func (st *syncState) checkAll(ctx context.Context, refs []blobRef) {
 	}
 }
 
+func (st *syncState) cached(blob string) *checked {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.checks[blob]
+}
+
 // check returns a blob's validation outcome, computing it if needed.
 func (st *syncState) check(p, blob string) *checked {
-	if c, ok := st.checks[blob]; ok {
+	if c := st.cached(blob); c != nil {
 		return c
 	}
 	c := checkBlob(st.repo, p, blob)
+	st.mu.Lock()
 	st.checks[blob] = c
+	st.mu.Unlock()
 	return c
 }
 
