@@ -27,7 +27,7 @@ type Receiver struct {
 	db     *index.DB
 	secret []byte
 	log    *slog.Logger
-	notify func()                                              // wakes the worker
+	notify func()                                                // wakes the worker
 	errfn  func(w http.ResponseWriter, r *http.Request, e error) // writes JSON errors
 
 	// Group commit: concurrent requests share one transaction (one fsync).

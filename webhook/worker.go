@@ -164,7 +164,9 @@ func (w *Worker) Drain(ctx context.Context) (wait time.Duration, err error) {
 	return 0, ctx.Err()
 }
 
-// Step processes the oldest pending delivery if it is due. Deliveries are
+// Step processes the oldest pending delivery if it is due; processed is
+// false when there was none, or it was put back for a retry after wait.
+// Deliveries are
 // handled strictly in order: one waiting for a retry holds back the later
 // ones, so a synchronize is never applied after the close that follows it.
 func (w *Worker) Step(ctx context.Context) (processed bool, wait time.Duration, err error) {
@@ -194,7 +196,8 @@ func (w *Worker) Step(ctx context.Context) (processed bool, wait time.Duration, 
 	next := w.opts.Backoff(d.Attempts)
 	w.log.Warn("delivery will be retried", logDelivery, d.GUID, logEvent, d.Event, "attempt", d.Attempts,
 		"in", next.String(), logErr, perr)
-	return true, 0, w.db.RetryDelivery(ctx, d.Seq, time.Now().Add(next), perr.Error())
+	// Not "processed": the caller waits for the retry instead of spinning.
+	return false, next, w.db.RetryDelivery(ctx, d.Seq, time.Now().Add(next), perr.Error())
 }
 
 // finish marks d done in a transaction of its own (for deliveries whose

@@ -1,0 +1,236 @@
+package main
+
+// GitHub mode: flags, configuration, the webhook route, the worker and
+// reconcile loop, and rollback --open-pr. Plugged in through hooks.go.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	"github.com/spf13/cobra"
+
+	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/webhook"
+)
+
+// githubConfig is one invocation's GitHub flags and what they configure.
+type githubConfig struct {
+	appID, appKey, token, apiURL string
+	stagingLabel, holdLabel      string
+	root                         *cobra.Command
+
+	on          bool // GitHub mode: an App or a token is configured
+	owner, name string
+	client      *webhook.Client
+	app         *webhook.AppAuth
+}
+
+// githubConfigs maps each invocation (tests run many per process) to its
+// GitHub configuration.
+var githubConfigs sync.Map // *cli → *githubConfig
+
+func githubOf(c *cli) *githubConfig {
+	g, _ := githubConfigs.Load(c)
+	if g == nil {
+		return &githubConfig{}
+	}
+	return g.(*githubConfig)
+}
+
+func init() {
+	flagHooks = append(flagHooks, githubFlags)
+	configHooks = append(configHooks, githubSetup)
+	serveHooks = append(serveHooks, githubServe)
+	openRollbackPR = githubRollbackPR
+}
+
+func githubFlags(c *cli, root *cobra.Command) {
+	g := &githubConfig{root: root}
+	githubConfigs.Store(c, g)
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.appID, "github-app-id", "", "GitHub App ID (GitHub mode, with --github-app-key)")
+	pf.StringVar(&g.appKey, "github-app-key", "", "path of the GitHub App's private key PEM file")
+	pf.StringVar(&g.token, "github-token", "", "GitHub token (GitHub mode without an App: commit statuses instead of check runs)")
+	pf.StringVar(&g.apiURL, "github-api-url", "https://api.github.com/", "GitHub REST API URL (GitHub Enterprise Server: https://HOST/api/v3/)")
+	pf.StringVar(&g.stagingLabel, "staging-label", webhook.DefaultStagingLabel, "pull request label that puts its drafts on staging")
+	pf.StringVar(&g.holdLabel, "hold-label", webhook.DefaultHoldLabel, "pull request label that merges without promoting")
+
+	// openRollbackPR is always set (init cannot know the flags), so refuse
+	// --open-pr outside GitHub mode here, before rollback moves live.
+	if rb, _, err := root.Find([]string{"rollback"}); err == nil && rb != root {
+		prev := rb.PreRunE
+		rb.PreRunE = func(cmd *cobra.Command, args []string) error {
+			if f := cmd.Flags().Lookup("open-pr"); f != nil && f.Value.String() == "true" && g.appID == "" && g.token == "" {
+				return errors.New("rollback --open-pr needs GitHub mode (--github-token or --github-app-id)")
+			}
+			if prev != nil {
+				return prev(cmd, args)
+			}
+			return nil
+		}
+	}
+}
+
+// githubSetup turns GitHub mode on when an App or a token is configured:
+// pull requests are the drafts (not branches), merged pull requests promote
+// unless --auto-promote says otherwise, and fetches authenticate.
+func githubSetup(ctx context.Context, c *cli, d *data) error {
+	g := githubOf(c)
+	if g.appID == "" && g.token == "" {
+		if g.appKey != "" {
+			return errors.New("--github-app-key needs --github-app-id")
+		}
+		return nil
+	}
+	if g.appID != "" && g.appKey == "" {
+		return errors.New("--github-app-id needs --github-app-key (path of the App's private key PEM file)")
+	}
+	owner, name, err := ownerName(d.repo)
+	if err != nil {
+		return err
+	}
+	g.on, g.owner, g.name = true, owner, name
+	var ts webhook.TokenSource
+	if g.appID != "" {
+		pemBytes, err := os.ReadFile(g.appKey)
+		if err != nil {
+			return fmt.Errorf("--github-app-key: %w", err)
+		}
+		key, err := webhook.ParseKey(pemBytes)
+		if err != nil {
+			return fmt.Errorf("--github-app-key %s: %w", g.appKey, err)
+		}
+		if g.app, err = webhook.NewAppAuth(g.apiURL, g.appID, key, owner, name); err != nil {
+			return err
+		}
+		ts = g.app
+	} else {
+		ts = webhook.StaticToken(g.token)
+	}
+	if g.client, err = webhook.NewClient(g.apiURL, owner, name, ts, g.app != nil); err != nil {
+		return err
+	}
+	d.cfg.BranchDrafts = false
+	if !c.explicit["auto-promote"] {
+		d.cfg.AutoPromote = index.AutoMergedPR
+	}
+	if strings.HasPrefix(d.repo, "http://") || strings.HasPrefix(d.repo, "https://") {
+		client := g.client
+		c.gitAuth = func(ctx context.Context) (transport.AuthMethod, error) {
+			tok, err := client.Token(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return &githttp.BasicAuth{Username: "x-access-token", Password: tok}, nil
+		}
+	}
+	return nil
+}
+
+// ownerName reads OWNER and NAME from https://HOST/OWNER/NAME(.git) (any
+// host: github.com, an Enterprise Server, a test server) or git@HOST:OWNER/NAME.git.
+func ownerName(repo string) (owner, name string, err error) {
+	var p string
+	if isSCPLike(repo) {
+		p = repo[strings.Index(repo, ":")+1:]
+	} else if u, perr := url.Parse(repo); perr == nil && u.Host != "" {
+		p = u.Path
+	}
+	parts := strings.Split(strings.Trim(strings.TrimSuffix(strings.Trim(p, "/"), ".git"), "/"), "/")
+	if len(parts) < 2 || parts[len(parts)-2] == "" || parts[len(parts)-1] == "" {
+		return "", "", fmt.Errorf("GitHub mode: cannot tell OWNER/NAME from --repo %q; want https://github.com/OWNER/NAME.git", repo)
+	}
+	return parts[len(parts)-2], parts[len(parts)-1], nil
+}
+
+// githubServe mounts POST /webhooks/github and starts the worker (with its
+// reconcile loop) when a webhook secret is set; GitHub mode without one is
+// refused, since unsigned deliveries could move live pointers.
+func githubServe(ctx context.Context, c *cli, s *server) error {
+	g := githubOf(c)
+	if c.webhookSecret == "" {
+		if g.on {
+			return errors.New("GitHub mode (--github-app-id or --github-token) needs --webhook-secret: unsigned deliveries are never accepted")
+		}
+		return nil
+	}
+	every := 5 * time.Minute
+	if g.root != nil {
+		if serve, _, err := g.root.Find([]string{"serve"}); err == nil {
+			if f := serve.Flags().Lookup("reconcile-every"); f != nil {
+				if v, err := time.ParseDuration(f.Value.String()); err == nil && v > 0 {
+					every = v
+				}
+			}
+		}
+	}
+	w, err := webhook.NewWorker(webhook.Options{
+		DB: s.Data.db, Repo: s.Repo, Config: s.Data.cfg, GitHub: g.client, App: g.app,
+		StagingLabel: g.stagingLabel, HoldLabel: g.holdLabel, ReconcileEvery: every,
+		Lock: func(context.Context) (func(), error) { return flockSync(s.Data.dir) }, Logger: s.Log,
+	})
+	if err != nil {
+		return err
+	}
+	rc, err := webhook.NewReceiver(webhook.ReceiverOptions{DB: s.Data.db, Secret: c.webhookSecret, Logger: s.Log,
+		Notify: w.Notify, WriteError: s.Handler.WriteError})
+	if err != nil {
+		return err
+	}
+	s.Handler.Router().Handle("/webhooks/github", rc).Methods(http.MethodPost)
+	mode := "webhook only (no App or token: payload labels, no check runs)"
+	if g.on {
+		mode = "GitHub " + g.owner + "/" + g.name
+	}
+	s.Log.Info("webhook enabled", "path", "/webhooks/github", "mode", mode, "auto_promote", s.Data.cfg.AutoPromote)
+	go func() {
+		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
+			s.Log.Error("webhook worker stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// flockSync takes the data directory's sync lock on a file descriptor of
+// its own (flock locks are per open file, so this also excludes serve's own
+// sync loop in this process), returning its release.
+func flockSync(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "sync.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sync lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sync lock: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// githubRollbackPR opens the pull request of rollback --open-pr.
+func githubRollbackPR(ctx context.Context, c *cli, d *data, v index.Version) (string, error) {
+	g := githubOf(c)
+	if !g.on {
+		return "", errors.New("rollback --open-pr needs GitHub mode (--github-token or --github-app-id)")
+	}
+	repo, err := c.mirror(d)
+	if err != nil {
+		return "", err
+	}
+	defer repo.Close()
+	content, err := repo.Blob(v.BlobSHA)
+	if err != nil {
+		return "", fmt.Errorf("read %s %s: %w", v.Key, v.Label, err)
+	}
+	return g.client.OpenRollbackPR(ctx, d.cfg.Branch, v, content)
+}
