@@ -243,7 +243,7 @@ func prJSON(pr PullRequest, full bool) map[string]any {
 	m := map[string]any{
 		"url": "", "id": pr.Number * 1000, "number": pr.Number, "state": pr.State, "title": pr.Title,
 		"html_url": fmt.Sprintf("https://github.com/%s/%s/pull/%d", testOwner, testName, pr.Number),
-		"labels": labels, "merged_at": pr.MergedAt, "merge_commit_sha": pr.MergeCommitSHA,
+		"labels":   labels, "merged_at": pr.MergedAt, "merge_commit_sha": pr.MergeCommitSHA,
 		"head": map[string]any{"ref": pr.Head.Ref, "sha": pr.Head.SHA, "repo": map[string]any{"full_name": headRepo(pr)}},
 		"base": map[string]any{"ref": pr.Base.Ref, "sha": pr.Base.SHA, "repo": map[string]any{"full_name": testOwner + "/" + testName}},
 	}

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -602,5 +603,37 @@ func TestAPIBase(t *testing.T) {
 		if err != nil || u.String() != want {
 			t.Errorf("APIBase(%q) = %v %v, want %s", in, u, err, want)
 		}
+	}
+}
+
+func TestOpenRollbackPR(t *testing.T) {
+	e := newEnv(t, modeToken)
+	var v index.Version
+	e.db.View(e.ctx, func(tx *index.Tx) error {
+		var err error
+		v, err = tx.Version(e.ctx, "greet", "v1")
+		return err
+	})
+	data, err := e.repo.Blob(v.BlobSHA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, err := e.w.gh.OpenRollbackPR(e.ctx, "main", v, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(url, "/pull/99") {
+		t.Errorf("url = %s", url)
+	}
+	e.gh.mu.Lock()
+	defer e.gh.mu.Unlock()
+	put, _ := e.gh.rollback["put_contents"].(map[string]any)
+	pr, _ := e.gh.rollback["create_pr"].(map[string]any)
+	if put == nil || pr == nil {
+		t.Fatalf("steps = %v", e.gh.rollback)
+	}
+	content, _ := base64.StdEncoding.DecodeString(fmt.Sprint(put["content"]))
+	if string(content) != string(data) || put["sha"] != strings.Repeat("b", 40) || pr["base"] != "main" || pr["head"] != put["branch"] {
+		t.Errorf("put %v, pr %v", put, pr)
 	}
 }
