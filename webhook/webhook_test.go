@@ -637,3 +637,19 @@ func TestOpenRollbackPR(t *testing.T) {
 		t.Errorf("put %v, pr %v", put, pr)
 	}
 }
+
+// TestUnknownPullRequestDoesNotBlock: a pull request the API does not know
+// fails at once instead of holding back later deliveries for retries.
+func TestUnknownPullRequestDoesNotBlock(t *testing.T) {
+	e := newEnv(t, modeApp)
+	ghost := PullRequest{Number: 404, State: "open", Base: PRRef{Ref: "main"}, Head: PRRef{SHA: strings.Repeat("1", 40)}}
+	g1 := e.deliver("pull_request", prPayload("opened", ghost))
+	g2 := e.deliver("ping", map[string]any{"zen": "Keep it logically awesome.", "hook_id": 1})
+	e.drain()
+	if d := e.delivery(g1); d.State != index.DeliveryFailed || d.Attempts != 1 {
+		t.Errorf("unknown pull request: %s after %d attempts", d.State, d.Attempts)
+	}
+	if d := e.delivery(g2); d.State != index.DeliveryDone {
+		t.Errorf("ping behind it: %s", d.State)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -189,7 +190,14 @@ func (w *Worker) Step(ctx context.Context) (processed bool, wait time.Duration, 
 		// Shutting down: the row stays processing and is reset at start.
 		return false, 0, ctx.Err()
 	}
-	if errors.Is(perr, errPermanent) || d.Attempts >= w.opts.MaxAttempts {
+	var ae *APIError
+	if errors.As(perr, &ae) && ae.Status == http.StatusUnauthorized && w.opts.App != nil {
+		w.opts.App.Forget() // a revoked or rotated token: mint a new one on retry
+	}
+	// A pull request the API does not know (another repository's payload,
+	// or deleted) will never succeed; do not hold back later deliveries.
+	notFound := errors.As(perr, &ae) && ae.Status == http.StatusNotFound
+	if errors.Is(perr, errPermanent) || notFound || d.Attempts >= w.opts.MaxAttempts {
 		w.log.Error("delivery failed", logDelivery, d.GUID, logEvent, d.Event, "attempts", d.Attempts, logErr, perr)
 		return true, 0, w.db.FailDelivery(ctx, d.Seq, perr.Error())
 	}
