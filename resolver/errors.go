@@ -47,6 +47,8 @@ var errorTable = []struct {
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
 	{ErrNotReady, http.StatusServiceUnavailable, "not_ready"},
+	{promptfile.ErrRender, http.StatusUnprocessableEntity, "render_failed"},
+	{promptfile.ErrBusy, http.StatusServiceUnavailable, "busy"},
 }
 
 // ErrorBody is the JSON of every error response: {"error": {...}}.
@@ -55,11 +57,13 @@ type ErrorBody struct {
 }
 
 // ErrorDetail is the inner object of an error response. Problems lists every
-// validation problem of a 422 validation_failed.
+// validation problem of a 422 validation_failed about a prompt file; Errors
+// every problem with a render's variables, each at its JSON pointer.
 type ErrorDetail struct {
-	Code     string               `json:"code"`
-	Message  string               `json:"message"`
-	Problems []promptfile.Problem `json:"problems,omitempty"`
+	Code     string                     `json:"code"`
+	Message  string                     `json:"message"`
+	Problems []promptfile.Problem       `json:"problems,omitempty"`
+	Errors   []promptfile.VariableError `json:"errors,omitempty"`
 }
 
 // Classify returns the status, code and client-facing message for err, and
@@ -69,6 +73,10 @@ func Classify(err error) (status int, detail ErrorDetail) {
 	var probs *promptfile.Problems
 	if errors.As(err, &probs) {
 		return http.StatusUnprocessableEntity, ErrorDetail{Code: "validation_failed", Message: err.Error(), Problems: probs.List}
+	}
+	var ve *promptfile.VariablesError
+	if errors.As(err, &ve) {
+		return http.StatusUnprocessableEntity, ErrorDetail{Code: "validation_failed", Message: err.Error(), Errors: ve.List}
 	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
@@ -105,6 +113,9 @@ func writeError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err er
 	delete(hdr, "Content-Length")
 	hdr["Content-Type"] = hdrJSON
 	hdr["Cache-Control"] = hdrNoStore
+	if status == http.StatusServiceUnavailable && errors.Is(err, promptfile.ErrBusy) {
+		hdr["Retry-After"] = []string{"1"}
+	}
 	if status == http.StatusUnauthorized {
 		// RFC 6750 §3: a 401 names the scheme the client should use.
 		hdr["Www-Authenticate"] = hdrBearer

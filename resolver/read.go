@@ -31,29 +31,36 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request) {
 		h.WriteError(w, r, err)
 		return
 	}
-	key := r.URL.Path[len(PromptsPrefix):]
+	d, err := h.pick(r.Context(), s, k, r.URL.Path[len(PromptsPrefix):], r.URL.RawQuery)
+	if err != nil {
+		h.WriteError(w, r, err)
+		return
+	}
+	serveDoc(w, r, d)
+}
+
+// pick finds the document a key reads for prompt key: live, or staging for
+// a test key when the switch is on and staging is set, or the published
+// version ?version= pins. Reads and renders resolve alike through it.
+func (h *Handler) pick(ctx context.Context, s *snapshot, k *apiKey, key, rawQuery string) (*doc, error) {
 	e := s.prompts[key]
 	if e == nil {
 		// Served keys were validated when indexed; only misses are checked.
 		if err := checkKey(key); err != nil {
-			h.WriteError(w, r, err)
-			return
+			return nil, err
 		}
 	}
-	if r.URL.RawQuery != "" {
-		q, err := url.ParseQuery(r.URL.RawQuery)
+	if rawQuery != "" {
+		q, err := url.ParseQuery(rawQuery)
 		if err != nil {
-			h.WriteError(w, r, fmt.Errorf("%w: query string: %v", index.ErrInvalid, err))
-			return
+			return nil, fmt.Errorf("%w: query string: %v", index.ErrInvalid, err)
 		}
 		if vs, ok := q["version"]; ok {
-			h.readPinned(w, r, e, key, vs)
-			return
+			return h.pinnedVersion(ctx, e, key, vs)
 		}
 	}
 	if e == nil {
-		h.WriteError(w, r, fmt.Errorf("%w: prompt %q does not exist or has no live version", index.ErrNotFound, key))
-		return
+		return nil, fmt.Errorf("%w: prompt %q does not exist or has no live version", index.ErrNotFound, key)
 	}
 	d, env := e.live, index.EnvLive
 	// A test key reads staging when the switch is on and staging is set,
@@ -63,16 +70,15 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case d == nil:
-		h.WriteError(w, r, fmt.Errorf("%w: prompt %q has no live version", index.ErrNotFound, key))
+		return nil, fmt.Errorf("%w: prompt %q has no live version", index.ErrNotFound, key)
 	case d.archived && env == index.EnvStaging:
-		h.WriteError(w, r, fmt.Errorf("%w: staging of %q points at a draft that deletes it", ErrArchived, key))
+		return nil, fmt.Errorf("%w: staging of %q points at a draft that deletes it", ErrArchived, key)
 	case d.archived:
-		h.WriteError(w, r, fmt.Errorf("%w: %q was deleted on the tracked branch", ErrArchived, key))
+		return nil, fmt.Errorf("%w: %q was deleted on the tracked branch", ErrArchived, key)
 	case d.err != nil:
-		h.WriteError(w, r, d.err)
-	default:
-		serveDoc(w, r, d)
+		return nil, d.err
 	}
+	return d, nil
 }
 
 // checkKey reports a key that cannot exist as 400, with promptfile's
@@ -88,38 +94,29 @@ func checkKey(key string) error {
 	return nil
 }
 
-// readPinned answers ?version=vN: a published version, whichever key reads
+// pinnedVersion resolves ?version=vN: a published version, whichever key reads
 // it. Its document says env "live" (published versions are the live
 // track's history; no pointer chose it) and is built on first use, then kept
 // in a bounded cache: published versions are immutable.
-func (h *Handler) readPinned(w http.ResponseWriter, r *http.Request, e *entry, key string, vs []string) {
+func (h *Handler) pinnedVersion(ctx context.Context, e *entry, key string, vs []string) (*doc, error) {
 	if len(vs) != 1 {
-		h.WriteError(w, r, fmt.Errorf("%w: version given %d times; want one", index.ErrInvalid, len(vs)))
-		return
+		return nil, fmt.Errorf("%w: version given %d times; want one", index.ErrInvalid, len(vs))
 	}
 	label := vs[0]
 	n, draft, err := index.ParseLabel(label)
 	if err != nil {
-		h.WriteError(w, r, fmt.Errorf("%w: ?version=%q: want a published version such as v3", index.ErrInvalid, label))
-		return
+		return nil, fmt.Errorf("%w: ?version=%q: want a published version such as v3", index.ErrInvalid, label)
 	}
 	if draft != "" {
-		h.WriteError(w, r, fmt.Errorf("%w: ?version=%s: a pin takes a published version (vN); drafts are read through staging with a pv_test_ key",
-			index.ErrInvalid, label))
-		return
+		return nil, fmt.Errorf("%w: ?version=%s: a pin takes a published version (vN); drafts are read through staging with a pv_test_ key",
+			index.ErrInvalid, label)
 	}
 	// SPEC §2: once a deletion is promoted, reads answer prompt_archived;
 	// history stays readable through the admin API.
 	if e != nil && e.live != nil && e.live.archived {
-		h.WriteError(w, r, fmt.Errorf("%w: %q was deleted on the tracked branch; its history is kept for the admin API", ErrArchived, key))
-		return
+		return nil, fmt.Errorf("%w: %q was deleted on the tracked branch; its history is kept for the admin API", ErrArchived, key)
 	}
-	d, err := h.pinnedDoc(r.Context(), key, n)
-	if err != nil {
-		h.WriteError(w, r, err)
-		return
-	}
-	serveDoc(w, r, d)
+	return h.pinnedDoc(ctx, key, n)
 }
 
 // pinnedDoc returns the document of version n of key, building it once.

@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,7 @@ import (
 
 	"github.com/promptvault/promptvault/gitstore"
 	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
 // PromptsPrefix is the path prefix of the read route; the rest of the path
@@ -95,23 +97,39 @@ type Options struct {
 	// PinnedDocs bounds the documents of ?version= reads kept in memory
 	// (DefaultPinnedDocs when 0).
 	PinnedDocs int
+	// RenderTimeout and RenderMaxBytes bound each render (promptfile's
+	// defaults, 100 ms and 256 KB, when 0).
+	RenderTimeout  time.Duration
+	RenderMaxBytes int
+	// RenderConcurrency bounds renders in progress (2 × GOMAXPROCS when
+	// 0); a render finding no slot waits up to RenderTimeout, then 503.
+	RenderConcurrency int
+	// EventPing is the interval of the keep-alive comment on /v1/events
+	// (DefaultEventPing when 0).
+	EventPing time.Duration
+	// EventBuffer is how many events may wait for one slow subscriber
+	// before it is dropped (DefaultEventBuffer when 0).
+	EventBuffer int
 }
 
 // Handler serves the read API. It is safe for concurrent use; Run must run
 // for it to follow changes.
 type Handler struct {
-	db       *index.DB
-	repo     *gitstore.Repo
-	log      *slog.Logger
-	poll     time.Duration
-	touch    time.Duration
-	router   *mux.Router
-	snap     atomic.Pointer[snapshot]
-	ready    atomic.Bool
-	pinned   *pinnedCache
-	prompts  *promptCache
-	reloadMu sync.Mutex // serialises snapshot rebuilds; guards seq and retired
-	seq      int64      // change feed position the snapshot reflects
+	db      *index.DB
+	repo    *gitstore.Repo
+	log     *slog.Logger
+	poll    time.Duration
+	touch   time.Duration
+	router  *mux.Router
+	snap    atomic.Pointer[snapshot]
+	ready   atomic.Bool
+	pinned  *pinnedCache
+	prompts *promptCache
+	// renderLimits bound every render; their Gate is shared.
+	renderLimits promptfile.Limits
+	hub          *hub
+	reloadMu     sync.Mutex // serialises snapshot rebuilds; guards seq and retired
+	seq          int64      // change feed position the snapshot reflects
 	// retired keys were revoked or deleted since the last flush; their
 	// last-used times are written once more.
 	retired []*apiKey
@@ -141,6 +159,17 @@ func New(ctx context.Context, opts Options) (*Handler, error) {
 	if h.touch <= 0 {
 		h.touch = DefaultTouchInterval
 	}
+	conc := opts.RenderConcurrency
+	if conc <= 0 {
+		conc = 2 * runtime.GOMAXPROCS(0)
+	}
+	wait := opts.RenderTimeout
+	if wait <= 0 {
+		wait = promptfile.DefaultRenderTimeout
+	}
+	h.renderLimits = promptfile.Limits{Timeout: opts.RenderTimeout, MaxOutput: opts.RenderMaxBytes,
+		Gate: promptfile.NewGate(conc, wait)}
+	h.hub = newHub(h.log, opts.EventPing, opts.EventBuffer)
 	h.router = mux.NewRouter()
 	h.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.WriteError(w, r, fmt.Errorf("%w: no route %s", index.ErrNotFound, r.URL.Path))
@@ -152,6 +181,9 @@ func New(ctx context.Context, opts Options) (*Handler, error) {
 	if err := h.loadAll(ctx); err != nil {
 		return nil, fmt.Errorf("resolver: %w", err)
 	}
+	if err := h.hub.load(ctx, h.db); err != nil {
+		return nil, fmt.Errorf("resolver: %w", err)
+	}
 	return h, nil
 }
 
@@ -159,10 +191,16 @@ func New(ctx context.Context, opts Options) (*Handler, error) {
 // handlers on it and serve h.
 func (h *Handler) Router() *mux.Router { return h.router }
 
-// Routes registers /healthz, /readyz and GET/HEAD /v1/prompts/{key} on r.
+// Routes registers /healthz, /readyz, GET/HEAD /v1/prompts/{key}, POST
+// /v1/prompts/{key}/render and GET /v1/events on r.
 func (h *Handler) Routes(r *mux.Router) {
 	r.HandleFunc("/healthz", h.healthz).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/readyz", h.readyz).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc(EventsPath, h.events).Methods(http.MethodGet)
+	// Before the read route, so a POST to a render path is not a 405 from
+	// the GET route's prefix match.
+	r.MatcherFunc(func(r *http.Request, _ *mux.RouteMatch) bool { return isRender(r) }).
+		Methods(http.MethodPost).HandlerFunc(h.render)
 	r.PathPrefix(PromptsPrefix).Methods(http.MethodGet, http.MethodHead).HandlerFunc(h.read)
 }
 

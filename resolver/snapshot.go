@@ -39,9 +39,10 @@ type doc struct {
 	archived bool          // the pointer marks a deletion: 404 prompt_archived
 	err      error         // building failed (reads answer 500) or, pinned, the version is invalid (422)
 	body     []byte
-	etag     string   // strong entity tag, quoted
-	etagHdr  []string // {etag}
-	lenHdr   []string // {len(body)}
+	prompt   *promptfile.Prompt // parsed once per version: renders reuse its templates
+	etag     string             // strong entity tag, quoted
+	etagHdr  []string           // {etag}
+	lenHdr   []string           // {len(body)}
 }
 
 // readDoc is the response body of GET /v1/prompts/{key} (SPEC §3), fields
@@ -76,8 +77,9 @@ func (h *Handler) buildDoc(p index.Pointer, env string) *doc {
 		d.archived = true
 		return d
 	}
-	prompt, err := h.promptJSON(p.Key, p.BlobSHA, p.SHA256)
+	prompt, parsed, err := h.promptJSON(p.Key, p.BlobSHA, p.SHA256)
 	if err == nil {
+		d.prompt = parsed
 		d.body, err = renderDoc(p, env, prompt)
 	}
 	if err != nil {
@@ -115,34 +117,34 @@ func encodeJSON(v any) ([]byte, error) {
 }
 
 // promptJSON is the "prompt" object of the file with blob SHA blob: read
-// from the mirror, checked against the indexed SHA-256, parsed. Results are
-// cached by blob, so a pointer flipping between two versions reparses
-// nothing.
-func (h *Handler) promptJSON(key, blob, sum string) (json.RawMessage, error) {
-	if b := h.prompts.get(blob); b != nil {
-		return b, nil
+// from the mirror, checked against the indexed SHA-256, parsed; and the
+// parsed prompt, whose templates renders use. Results are cached by blob,
+// so a pointer flipping between two versions reparses nothing.
+func (h *Handler) promptJSON(key, blob, sum string) (json.RawMessage, *promptfile.Prompt, error) {
+	if c, ok := h.prompts.get(blob); ok {
+		return c.json, c.prompt, nil
 	}
 	data, err := h.repo.Blob(blob)
 	if err != nil {
-		return nil, fmt.Errorf("read blob %s: %w", blob, err)
+		return nil, nil, fmt.Errorf("read blob %s: %w", blob, err)
 	}
 	if got := sha256.Sum256(data); sum != "" && hex.EncodeToString(got[:]) != sum {
-		return nil, fmt.Errorf("blob %s has sha256 %x; the index says %s", blob, got, sum)
+		return nil, nil, fmt.Errorf("blob %s has sha256 %x; the index says %s", blob, got, sum)
 	}
 	p, err := promptfile.Parse(key, data)
 	if err != nil {
 		// Only valid versions become pointers, so this is a parser that
 		// grew stricter since indexing: an operator's problem, not the
 		// caller's.
-		return nil, fmt.Errorf("parse blob %s: %v", blob, err)
+		return nil, nil, fmt.Errorf("parse blob %s: %v", blob, err)
 	}
 	b, err := encodeJSON(p)
 	if err != nil {
-		return nil, fmt.Errorf("encode prompt %s: %w", key, err)
+		return nil, nil, fmt.Errorf("encode prompt %s: %w", key, err)
 	}
 	b = bytes.TrimRight(b, "\n")
-	h.prompts.put(blob, b)
-	return b, nil
+	h.prompts.put(blob, cachedPrompt{json: b, prompt: p})
+	return b, p, nil
 }
 
 // loadAll reads the whole state and replaces the snapshot (at New and on a
@@ -160,6 +162,7 @@ func (h *Handler) loadAllLocked(ctx context.Context) error {
 		keys    []index.APIKey
 		staging bool
 		seq     int64
+		audit   int64
 	)
 	// One read transaction, so the change sequence matches the state read
 	// and Run replays exactly what came after.
@@ -176,6 +179,9 @@ func (h *Handler) loadAllLocked(ctx context.Context) error {
 		}
 		if staging, err = tx.StagingEnabled(ctx); err != nil {
 			return fmt.Errorf("settings: %w", err)
+		}
+		if audit, err = lastAudit(ctx, tx); err != nil {
+			return err
 		}
 		return nil
 	})
@@ -212,7 +218,23 @@ func (h *Handler) loadAllLocked(ctx context.Context) error {
 	h.retired = append(h.retired, gone...)
 	h.seq = seq
 	h.snap.Store(next)
+	h.hub.checkKeys(next.keys)
+	h.hub.advance(audit)
 	return nil
+}
+
+// lastAudit is the newest audit sequence number, read in the same
+// transaction as the state a snapshot is built from: the event hub
+// publishes up to it, never ahead of what readers are served.
+func lastAudit(ctx context.Context, tx *index.Tx) (int64, error) {
+	last, err := tx.AuditLog(ctx, 0, 1)
+	if err != nil {
+		return 0, fmt.Errorf("last audit entry: %w", err)
+	}
+	if len(last) == 0 {
+		return 0, nil
+	}
+	return last[0].Seq, nil
 }
 
 func prevDoc(e *entry, env string) *doc {
@@ -264,7 +286,18 @@ func (h *Handler) apply(ctx context.Context, changes []index.Change) error {
 	got := make(map[string]pair, len(prompts))
 	var keys []index.APIKey
 	var staging bool
+	var audit, lastChange int64
 	err := h.db.View(ctx, func(tx *index.Tx) error {
+		// The audit position is safe to publish only if this view holds no
+		// change newer than the batch: else a commit that slipped in
+		// between is in the audit log but not yet in the snapshot.
+		var err error
+		if lastChange, err = tx.LastChange(ctx); err != nil {
+			return fmt.Errorf("last change: %w", err)
+		}
+		if audit, err = lastAudit(ctx, tx); err != nil {
+			return err
+		}
 		for key := range prompts {
 			var pr pair
 			for _, env := range []string{index.EnvLive, index.EnvStaging} {
@@ -283,7 +316,6 @@ func (h *Handler) apply(ctx context.Context, changes []index.Change) error {
 			}
 			got[key] = pr
 		}
-		var err error
 		if reKeys {
 			if keys, err = tx.Keys(ctx); err != nil {
 				return fmt.Errorf("keys: %w", err)
@@ -335,6 +367,12 @@ func (h *Handler) apply(ctx context.Context, changes []index.Change) error {
 	}
 	h.seq = changes[len(changes)-1].Seq
 	h.snap.Store(&next)
+	if reKeys {
+		h.hub.checkKeys(next.keys)
+	}
+	if lastChange <= h.seq {
+		h.hub.advance(audit)
+	}
 	return nil
 }
 
@@ -347,6 +385,12 @@ func (h *Handler) Run(ctx context.Context) error {
 		defer close(done)
 		h.watch(ctx)
 	}()
+	hubDone := make(chan struct{})
+	go func() {
+		defer close(hubDone)
+		h.hub.run(ctx, h.db)
+	}()
+	defer func() { <-hubDone }()
 	t := time.NewTicker(h.touch)
 	defer t.Stop()
 	for {
@@ -404,26 +448,32 @@ func (h *Handler) applyRetry(ctx context.Context, cs []index.Change) {
 	}
 }
 
-// promptCache holds "prompt" objects by blob SHA. It is bounded by dropping
-// an arbitrary entry when full: entries are cheap to rebuild (one blob read
-// and parse) and only rebuilds consult it.
+// promptCache holds "prompt" objects and parsed prompts by blob SHA. It is
+// bounded by dropping an arbitrary entry when full: entries are cheap to
+// rebuild (one blob read and parse) and only rebuilds consult it.
 type promptCache struct {
 	mu  sync.Mutex
 	max int
-	m   map[string]json.RawMessage
+	m   map[string]cachedPrompt
+}
+
+type cachedPrompt struct {
+	json   json.RawMessage
+	prompt *promptfile.Prompt
 }
 
 func newPromptCache(n int) *promptCache {
-	return &promptCache{max: n, m: map[string]json.RawMessage{}}
+	return &promptCache{max: n, m: map[string]cachedPrompt{}}
 }
 
-func (c *promptCache) get(blob string) json.RawMessage {
+func (c *promptCache) get(blob string) (cachedPrompt, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.m[blob]
+	p, ok := c.m[blob]
+	return p, ok
 }
 
-func (c *promptCache) put(blob string, b json.RawMessage) {
+func (c *promptCache) put(blob string, p cachedPrompt) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= c.max {
@@ -432,5 +482,5 @@ func (c *promptCache) put(blob string, b json.RawMessage) {
 			break
 		}
 	}
-	c.m[blob] = b
+	c.m[blob] = p
 }

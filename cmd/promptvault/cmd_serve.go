@@ -51,7 +51,8 @@ func (c *cli) serve(ctx context.Context, d *data, every time.Duration, ready fun
 		return err
 	}
 	defer repo.Close()
-	h, err := resolver.New(ctx, resolver.Options{DB: d.db, Repo: repo, Logger: c.log})
+	h, err := resolver.New(ctx, resolver.Options{DB: d.db, Repo: repo, Logger: c.log,
+		RenderTimeout: renderFlags.timeout, RenderMaxBytes: renderFlags.maxBytes})
 	if err != nil {
 		return err
 	}

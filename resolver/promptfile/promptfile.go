@@ -18,6 +18,8 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // MaxFileSize is the largest prompt file Parse accepts. Larger files are one
@@ -123,6 +125,7 @@ type Prompt struct {
 	Config        map[string]any `json:"config,omitempty"`
 
 	templates []MessageTemplate
+	input     *jsonschema.Schema // InputSchema compiled; nil without one
 }
 
 // MessageTemplate is one message to render: its role and its parsed content

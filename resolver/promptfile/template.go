@@ -104,24 +104,33 @@ func newSandboxEnv() *exec.Environment {
 			if err != nil {
 				return nil, err
 			}
-			if f, ok := cs.(*controlStructures.ForControlStructure); ok && f.Recursive {
+			f, ok := cs.(*controlStructures.ForControlStructure)
+			if ok && f.Recursive {
 				return nil, errors.New(recursiveRefused)
+			}
+			if ok {
+				// Each item and each body run spend the render's
+				// step budget and check its deadline (sandbox.go).
+				return wrapFor(f), nil
 			}
 			return cs, nil
 		}
 	}
+	if setParser, ok := statements["set"]; ok {
+		statements["set"] = wrapSet(setParser)
+	}
 	filters := map[string]exec.FilterFunction{}
 	for _, name := range allowedFilters {
 		if f, ok := builtins.Filters.Get(name); ok {
-			filters[name] = f
+			filters[name] = guardFilter(name, f)
 		}
 	}
 	return &exec.Environment{
-		Context:           exec.EmptyContext().Update(builtins.GlobalFunctions).Update(builtins.GlobalVariables),
+		Context:           exec.EmptyContext().Update(sandboxGlobals()).Update(builtins.GlobalVariables),
 		Filters:           exec.NewFilterSet(filters),
 		Tests:             builtins.Tests,
 		ControlStructures: exec.NewControlStructureSet(statements),
-		Methods:           builtins.Methods,
+		Methods:           sandboxMethods(),
 	}
 }
 

@@ -56,7 +56,12 @@ var fields = []field{
 	{"system", func(w *walker, p *Prompt, v *yaml.Node) { p.System, _ = w.str("system", v) }},
 	{"template", func(w *walker, p *Prompt, v *yaml.Node) { p.Template, _ = w.str("template", v) }},
 	{"messages", (*walker).messages},
-	{"input_schema", func(w *walker, p *Prompt, v *yaml.Node) { p.InputSchema = w.schema("input_schema", v) }},
+	{"input_schema", func(w *walker, p *Prompt, v *yaml.Node) {
+		p.InputSchema = w.schema("input_schema", v)
+		if p.InputSchema != nil {
+			p.input, _ = CompileSchema(p.InputSchema) // memoised: compiled just now
+		}
+	}},
 	{"output_schema", func(w *walker, p *Prompt, v *yaml.Node) { p.OutputSchema = w.schema("output_schema", v) }},
 	{"cache_timeout", func(w *walker, p *Prompt, v *yaml.Node) {
 		p.CacheTimeout = w.int("cache_timeout", v, 0, "an integer of 0 or more (seconds)")
