@@ -5,11 +5,13 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -80,13 +82,19 @@ func (w *workRepo) write(path, content string) {
 // commit writes files (content "" deletes) and commits; returns the SHA.
 func (w *workRepo) commit(msg string, files map[string]string) string {
 	w.tb.Helper()
-	for path, content := range files {
-		if content == "" {
+	// Deletions first, in a fixed order: a step may replace a file by a
+	// folder of the same name, and map order is random.
+	paths := slices.Sorted(maps.Keys(files))
+	for _, path := range paths {
+		if files[path] == "" {
 			w.git("rm", "-q", path)
-			continue
 		}
-		w.write(path, content)
-		w.git("add", path)
+	}
+	for _, path := range paths {
+		if content := files[path]; content != "" {
+			w.write(path, content)
+			w.git("add", path)
+		}
 	}
 	w.git("commit", "-q", "--allow-empty", "-m", msg)
 	return w.git("rev-parse", "HEAD")
