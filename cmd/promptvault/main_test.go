@@ -311,7 +311,9 @@ func TestReindexKeepsNumbersAndPointers(t *testing.T) {
 	if after := ok(t, "versions", "support/summarize", "--json", "--data", data); after != before {
 		t.Errorf("versions changed across reindex:\n%s\nvs\n%s", before, after)
 	}
-	var log struct{ Entries []struct{ Action, Version string } }
+	var log struct {
+		Entries []struct{ Action, Version string }
+	}
 	decode(t, ok(t, "audit", "--json", "--limit", "1", "--data", data), &log)
 	if log.Entries[0].Action != "rollback" {
 		t.Errorf("reindex wrote to the audit log: %+v", log.Entries[0])
