@@ -418,6 +418,8 @@ func (p *Prompt) render(ctx context.Context, data map[string]any, lim Limits) (*
 // gonjaMessage keeps the informative tail of gonja's wrapped errors, which
 // repeat the template source and Go type names at each level.
 func gonjaMessage(msg string) string {
+	// Sandbox errors raised inside gonja come back wrapped in its text.
+	msg = strings.ReplaceAll(msg, ErrRender.Error()+": ", "")
 	parts := strings.Split(msg, ": ")
 	var kept []string
 	for _, p := range parts {
