@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/resolver/metrics"
 	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
@@ -37,6 +38,19 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	serveDoc(w, r, d)
+	metrics.Read(readEnv(d, r.URL.RawQuery))
+}
+
+// readEnv labels a served document for promptvault_reads_total: the
+// pointer that chose it, or "pinned" for ?version=. Allocation-free.
+func readEnv(d *doc, rawQuery string) string {
+	switch {
+	case d.src.Env == index.EnvStaging:
+		return metrics.EnvStaging
+	case rawQuery != "" && strings.Contains(rawQuery, "version="):
+		return metrics.EnvPinned
+	}
+	return metrics.EnvLive
 }
 
 // pick finds the document a key reads for prompt key: live, or staging for

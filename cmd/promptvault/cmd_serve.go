@@ -13,6 +13,7 @@ import (
 	"github.com/promptvault/promptvault/gitstore"
 	"github.com/promptvault/promptvault/index"
 	"github.com/promptvault/promptvault/resolver"
+	"github.com/promptvault/promptvault/resolver/metrics"
 )
 
 func (c *cli) serveCmd() *cobra.Command {
@@ -70,8 +71,12 @@ func (c *cli) serve(ctx context.Context, d *data, every time.Duration, ready fun
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", c.addr, err)
 	}
+	var root http.Handler = h
+	for _, mw := range s.Middleware {
+		root = mw(root)
+	}
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           root,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      time.Minute,
@@ -134,17 +139,22 @@ func (c *cli) serve(ctx context.Context, d *data, every time.Duration, ready fun
 }
 
 // syncNow fetches and indexes under the data directory's sync lock.
-func (c *cli) syncNow(ctx context.Context, d *data, repo *gitstore.Repo) (*index.SyncResult, error) {
-	if err := d.lockSync(); err != nil {
+// Each call locks on a descriptor of its own (flockSync), not d.lock: the
+// sync loop, POST /v1/admin/sync and the webhook worker call it
+// concurrently, and a shared d.lock field would race.
+func (c *cli) syncNow(ctx context.Context, d *data, repo *gitstore.Repo) (res *index.SyncResult, err error) {
+	unlock, err := flockSync(d.dir)
+	if err != nil {
 		return nil, err
 	}
-	defer d.unlockSync()
+	defer unlock()
+	defer func(start time.Time) { metrics.ObserveSync(start, err) }(time.Now())
 	fctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	if err := repo.Fetch(fctx); err != nil {
 		return nil, err
 	}
-	res, err := d.db.Sync(ctx, repo, d.cfg)
+	res, err = d.db.Sync(ctx, repo, d.cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net/http"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/spf13/cobra"
@@ -37,6 +38,10 @@ type server struct {
 	Log     *slog.Logger
 	// SyncNow fetches and indexes under the data directory's sync lock.
 	SyncNow func(ctx context.Context) (*index.SyncResult, error)
+	// Middleware wrap the root handler, first one innermost (admin.go's
+	// HTTP metrics must see every request, reads included, which are
+	// answered before the router).
+	Middleware []func(http.Handler) http.Handler
 }
 
 // gitAuth, when a configHook sets it, supplies credentials for fetches.
