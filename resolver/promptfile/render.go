@@ -346,6 +346,9 @@ func (p *Prompt) Render(ctx context.Context, vars map[string]any, lim Limits) (*
 		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, lim.Timeout)
+	// Cancelled when Render returns: a render still running past the
+	// deadline stops at its next check.
+	defer cancel()
 	type result struct {
 		r   *Rendered
 		err error
@@ -357,7 +360,6 @@ func (p *Prompt) Render(ctx context.Context, vars map[string]any, lim Limits) (*
 			if v := recover(); v != nil {
 				res = result{err: fmt.Errorf("%w: the template engine failed: %v", ErrRender, v)}
 			}
-			cancel()
 			if lim.Gate != nil {
 				lim.Gate.release()
 			}

@@ -1,0 +1,164 @@
+package promptfile
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"text/template"
+	"time"
+)
+
+func mustParse(tb testing.TB, src string) *Prompt {
+	tb.Helper()
+	p, err := Parse("t.yaml", []byte(src))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// TestRenderSandbox checks each bound at the promptfile level; the HTTP
+// tests (resolver/render_test.go) check the same templates end to end.
+func TestRenderSandbox(t *testing.T) {
+	for _, tt := range []struct {
+		name, template string
+		vars           map[string]any
+		want           string // substring of the error
+	}{
+		{"range cap", "{% for i in range(1000000000) %}x{% endfor %}", nil, "the limit is 100000"},
+		{"deadline", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", nil, "longer than"},
+		{"step budget", "{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}", nil, "loop iterations"},
+		{"output size", "{% for i in range(1000) %}{% for j in range(1000) %}{{ pad }}{% endfor %}{% endfor %}", map[string]any{"pad": strings.Repeat("p", 1000)}, "output is larger"},
+		{"division by zero", "{{ 1 % 0 }}", nil, "engine failed"},
+		{"doubling namespace", "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", nil, "grew past"},
+		{"self-containing namespace", "{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}", nil, "contains itself"},
+		{"center width", "{{ 'x'|center(1000000000) }}", nil, "limited to"},
+		{"str.center width", "{{ 'x'.center(1000000000) }}", nil, "limited to"},
+		{"tojson indent", "{{ {'a': 1}|tojson(indent=100) }}", nil, "limited to 16"},
+		{"format width", "{{ '%999999999d'|format(1) }}", nil, "limited to 4 digits"},
+		{"replace blow-up", "{{ pad|replace('p', pad) }}", map[string]any{"pad": strings.Repeat("p", 5000)}, "more than"},
+		{"indent blow-up", "{{ lines|indent(5000) }}", map[string]any{"lines": strings.Repeat("\n", 5000)}, "exceed"},
+		{"set block capture", "{% set x %}{% for i in range(10000) %}" + strings.Repeat("y", 1000) + "{% endfor %}{% endset %}", nil, "captured more than"},
+		{"lipsum is not available", "{{ lipsum(1000000) }}", nil, "lipsum"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mustParse(t, "template: |-\n  "+tt.template+"\n")
+			start := time.Now()
+			lim := Limits{MaxSteps: 100_000}
+			if tt.name == "deadline" {
+				lim.MaxSteps = 0 // the default, 1e6, is not reached within 100 ms
+			}
+			_, err := p.Render(context.Background(), tt.vars, lim)
+			if !errors.Is(err, ErrRender) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want ErrRender containing %q", err, tt.want)
+			}
+			t.Logf("%v: %v", time.Since(start).Round(time.Millisecond), err)
+		})
+	}
+}
+
+func TestRenderVariables(t *testing.T) {
+	p := mustParse(t, `template: "{{ n }} {{ f }} {{ o.k }} {{ o.d }} {{ l|join(',') }}"
+input_schema:
+  type: object
+  properties:
+    n: {type: integer, default: 3}
+    f: {type: number, default: 2.5}
+    o: {type: object, properties: {k: {type: string}, d: {type: string, default: dd}}}
+    l: {type: array, items: {type: integer}, default: [1, 2]}
+  required: [o]
+`)
+	vars := map[string]any{"o": map[string]any{"k": "kk"}}
+	r, err := p.Render(context.Background(), vars, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Messages[0].Content; got != "3 2.5 kk dd 1,2" {
+		t.Errorf("got %q", got)
+	}
+	if _, ok := vars["n"]; ok || len(vars["o"].(map[string]any)) != 1 {
+		t.Errorf("Render modified the caller's variables: %v", vars)
+	}
+	_, err = p.Render(context.Background(), map[string]any{"n": "x", "l": []any{"a"}}, Limits{})
+	var ve *VariablesError
+	if !errors.As(err, &ve) || len(ve.List) != 3 {
+		t.Fatalf("err = %v, want 3 variable errors", err)
+	}
+}
+
+// benchTemplate is a ~1 KB prompt with loops, conditionals and filters,
+// written in the subset text/template can express too.
+const benchJinja = `You are a support assistant for {{ company }}. Answer in {{ lang }}.
+{% if urgent %}This ticket is URGENT: answer first, explain later.{% endif %}
+Customer: {{ customer.name }} (plan: {{ customer.plan }}, since {{ customer.since }})
+Recent tickets:
+{% for t in tickets %}- #{{ t.id }} {{ t.title }} [{{ t.status }}]
+{% endfor %}
+Known issues:
+{% for k in issues %}* {{ k }}
+{% endfor %}
+Guidelines: be concise; cite ticket numbers; never promise dates; escalate billing
+questions to a human; keep a friendly, professional tone; use bullet points for steps;
+end with one question that moves the case forward. Lorem ipsum dolor sit amet, consectetur
+adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua. Ut enim
+ad minim veniam, quis nostrud exercitation ullamco laboris nisi ut aliquip ex ea commodo.
+Question: {{ question }}`
+
+var benchGo = strings.NewReplacer(
+	"{% if urgent %}", "{{if .urgent}}", "{% endif %}", "{{end}}",
+	"{% for t in tickets %}", "{{range .tickets}}", "{% for k in issues %}", "{{range .issues}}", "{% endfor %}", "{{end}}",
+	"{{ company }}", "{{.company}}", "{{ lang }}", "{{.lang}}", "{{ customer.name }}", "{{.customer.name}}",
+	"{{ customer.plan }}", "{{.customer.plan}}", "{{ customer.since }}", "{{.customer.since}}",
+	"{{ t.id }}", "{{.id}}", "{{ t.title }}", "{{.title}}", "{{ t.status }}", "{{.status}}", "{{ k }}", "{{.}}",
+	"{{ question }}", "{{.question}}",
+).Replace(benchJinja)
+
+func benchVars() map[string]any {
+	return map[string]any{
+		"company": "Acme", "lang": "English", "urgent": true, "question": "Why does login fail?",
+		"customer": map[string]any{"name": "Ada", "plan": "pro", "since": "2021"},
+		"tickets": []any{
+			map[string]any{"id": 1, "title": "Login fails", "status": "open"},
+			map[string]any{"id": 2, "title": "Slow dashboard", "status": "closed"},
+			map[string]any{"id": 3, "title": "Invoice wrong", "status": "open"},
+		},
+		"issues": []any{"SSO outage on EU", "Email delays"},
+	}
+}
+
+// BenchmarkRender renders a ~1 KB template through Render (schema-less:
+// defaults and validation are measured by the resolver's HTTP test) and,
+// as the baseline, the same text through text/template.
+func BenchmarkRender(b *testing.B) {
+	p := mustParse(b, "template: |-\n  "+strings.ReplaceAll(benchJinja, "\n", "\n  ")+"\n")
+	gt := template.Must(template.New("b").Option("missingkey=error").Parse(benchGo))
+	vars := benchVars()
+	var want string
+	b.Run("text-template", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var sb strings.Builder
+			if err := gt.Execute(&sb, vars); err != nil {
+				b.Fatal(err)
+			}
+			want = sb.String()
+		}
+		b.SetBytes(int64(len(want)))
+	})
+	b.Run("promptfile", func(b *testing.B) {
+		b.ReportAllocs()
+		var out string
+		for b.Loop() {
+			r, err := p.Render(context.Background(), vars, Limits{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			out = r.Messages[0].Content
+		}
+		b.SetBytes(int64(len(out)))
+		if len(out) < 700 {
+			b.Fatalf("rendered %d bytes", len(out))
+		}
+	})
+}
