@@ -144,11 +144,17 @@ func (c *sseClient) quiet(tb testing.TB) {
 }
 
 func promote(key, label string) func(context.Context, *index.Tx) error {
-	return func(ctx context.Context, tx *index.Tx) error { _, err := tx.Promote(ctx, key, label, "test"); return err }
+	return func(ctx context.Context, tx *index.Tx) error {
+		_, err := tx.Promote(ctx, key, label, "test")
+		return err
+	}
 }
 
 func rollback(key, label string) func(context.Context, *index.Tx) error {
-	return func(ctx context.Context, tx *index.Tx) error { _, err := tx.Rollback(ctx, key, label, "test"); return err }
+	return func(ctx context.Context, tx *index.Tx) error {
+		_, err := tx.Rollback(ctx, key, label, "test")
+		return err
+	}
 }
 
 func TestEventsPointerMoves(t *testing.T) {
@@ -235,7 +241,10 @@ func TestEventsResume(t *testing.T) {
 
 	env.update(t, promote(sum, "v2"))
 	env.otherProcess(t, rollback(sum, "v1"))
-	env.update(t, func(ctx context.Context, tx *index.Tx) error { _, err := tx.CreateKey(ctx, index.KeyLive, "", "t"); return err })
+	env.update(t, func(ctx context.Context, tx *index.Tx) error {
+		_, err := tx.CreateKey(ctx, index.KeyLive, "", "t")
+		return err
+	})
 	env.update(t, promote(sum, "v2"))
 	// Wait until the hub has published them all.
 	eventually(t, 5*time.Second, func() string {

@@ -45,9 +45,13 @@ func TestRenderSandbox(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := mustParse(t, "template: |-\n  "+tt.template+"\n")
 			start := time.Now()
-			lim := Limits{MaxSteps: 100_000}
-			if tt.name == "deadline" {
-				lim.MaxSteps = 0 // the default, 1e6, is not reached within 100 ms
+			// Generous time, so only the bound under test can trip.
+			lim := Limits{MaxSteps: 100_000, Timeout: 5 * time.Second}
+			switch tt.name {
+			case "deadline":
+				lim = Limits{} // 100 ms; the default budget, 1e6 steps, takes longer
+			case "step budget":
+				lim.MaxSteps = 10_000
 			}
 			_, err := p.Render(context.Background(), tt.vars, lim)
 			if !errors.Is(err, ErrRender) || !strings.Contains(err.Error(), tt.want) {
