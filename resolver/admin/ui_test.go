@@ -1,0 +1,266 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/promptvault/promptvault/gitstore/gittest"
+)
+
+// chromium finds a Chromium or Chrome binary (Debian's chromium, installed
+// by .ci/run, first).
+func chromium() string {
+	for _, p := range []string{"/usr/lib/chromium/chromium", "/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	return ""
+}
+
+// TestDashboardInChromium drives the real dashboard in headless Chromium:
+// sign in, search versions, open a side-by-side diff, promote, roll back,
+// set staging, toggle the staging switch, read the audit log, sign out,
+// checking what the page shows and what the index then holds.
+func TestDashboardInChromium(t *testing.T) {
+	exe := chromium()
+	if exe == "" {
+		t.Skip("no Chromium found (tried /usr/lib/chromium/chromium, /usr/bin/chromium, chromium, google-chrome): " +
+			"install Debian's chromium (apt-get install -y chromium; .ci/run does this as root) to run the dashboard test")
+	}
+	e := newTestEnv(t)
+	e.g.Write("prompts/support/summarize.yaml", gittest.Prompt("Summarize warmly, with <care> & detail"))
+	e.g.Commit("Friendlier tone")
+	e.sync(t) // summarize: v1 Ada, v2 Grace, v3 invalid, v4 Ada; live v2
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.WindowSize(1440, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+
+	// Script errors (and CSP refusals, which surface as errors) fail the test.
+	var mu sync.Mutex
+	var jsErrors []string
+	if err := chromedp.Listen(bctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			jsErrors = append(jsErrors, "exception: "+ev.ExceptionDetails.Text+" "+describeException(ev.ExceptionDetails))
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError {
+				var parts []string
+				for _, a := range ev.Args {
+					parts = append(parts, string(a.Value)+a.Description)
+				}
+				jsErrors = append(jsErrors, "console.error: "+strings.Join(parts, " "))
+			}
+		}
+	}); err != nil {
+		t.Fatalf("start Chromium (%s): %v", exe, err)
+	}
+
+	start := time.Now()
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(bctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// waitJS waits until the JavaScript expression is true.
+	waitJS := func(what, expr string) {
+		t.Helper()
+		if _, err := chromedp.Run(bctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+			text, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('main').innerText`))
+			t.Fatalf("%s: waiting for %s: %v\npage shows:\n%s", what, expr, err, text)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(bctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q).textContent`, sel)))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return s
+	}
+	textIs := func(sel, want string) string {
+		return fmt.Sprintf(`document.querySelector(%q) && document.querySelector(%q).textContent.trim() === %q`, sel, sel, want)
+	}
+	rowLabels := func() string {
+		s, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`[...document.querySelectorAll('#versions tr')].map(r => r.dataset.label).join(',')`))
+		return s
+	}
+	shots := t.TempDir()
+	shot := func(name string) string {
+		t.Helper()
+		b, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)) // 100 gives a PNG; less, a JPEG
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		p := filepath.Join(shots, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", p)
+		return p
+	}
+
+	// Sign in: a wrong key is refused on the page, the admin key gets in.
+	do("open the dashboard", chromedp.Navigate(e.srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin-key")))
+	do("sign in with a live key", chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["live"]), chromedp.Click(chromedp.CSS("#signin-submit")))
+	waitJS("live key refused", `document.querySelector('#signin-error').textContent.includes('cannot use')`)
+	do("sign in", chromedp.Evaluate[chromedp.Void](`document.querySelector('#signin-key').value = ''`), chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["admin"]),
+		chromedp.Click(chromedp.CSS("#signin-submit")))
+	waitJS("prompt list", `document.querySelector('#prompt-list tr[data-key="support/summarize"]') !== null`)
+	if got := text("#whoami"); got != e.keyIDs["admin"] {
+		t.Errorf("signed in as %q, want %q", got, e.keyIDs["admin"])
+	}
+	if got := text(`#prompt-list tr[data-key="support/summarize"]`); !strings.Contains(got, "v2") || !strings.Contains(got, "v4") {
+		t.Errorf("summarize row %q lacks live v2 and newest v4", got)
+	}
+
+	// The Versions tab: newest first, badges.
+	do("open the prompt", chromedp.Click(chromedp.CSS(`#prompt-list tr[data-key="support/summarize"] a`)))
+	waitJS("versions", `document.querySelectorAll('#versions tr').length === 4`)
+	if got := rowLabels(); got != "v4,v3,v2,v1" {
+		t.Errorf("versions shown %s, want newest first", got)
+	}
+	if got := text(`#versions tr[data-label="v2"] td.badges`); !strings.Contains(got, "live") {
+		t.Errorf("v2 badges %q lack live", got)
+	}
+	if got := text(`#versions tr[data-label="v3"] td.badges`); !strings.Contains(got, "invalid") {
+		t.Errorf("v3 badges %q lack invalid", got)
+	}
+	if got := text(`#versions tr[data-label="v4"] td.msg`); got != "Friendlier tone" {
+		t.Errorf("v4 message %q", got)
+	}
+
+	// Search by author, then clear it.
+	do("search", chromedp.SendKeys(chromedp.CSS("#version-search"), "grace"))
+	waitJS("search results", `[...document.querySelectorAll('#versions tr')].map(r => r.dataset.label).join(',') === 'v2'`)
+	do("clear search", chromedp.Evaluate[chromedp.Void](`(() => { const s = document.querySelector('#version-search'); s.value = ''; s.dispatchEvent(new Event('input')); })()`))
+	waitJS("all versions again", `document.querySelectorAll('#versions tr').length === 4`)
+
+	// A side-by-side diff of two chosen versions.
+	do("pick v2 and v4", chromedp.Click(chromedp.CSS(`#versions tr[data-label="v2"] td.pick input`)),
+		chromedp.Click(chromedp.CSS(`#versions tr[data-label="v4"] td.pick input`)), chromedp.Click(chromedp.CSS("#compare")))
+	waitJS("diff", `document.querySelectorAll('#diff-table tr.change').length === 1`)
+	if got := text("#diff-summary"); got != "v2 → v4: +1 −1" {
+		t.Errorf("diff summary %q", got)
+	}
+	left, right := text("#diff-table tr.change td.code.del"), text("#diff-table tr.change td.code.add")
+	if left != "  Summarize briefly {{ input }}" || right != "  Summarize warmly, with <care> & detail {{ input }}" {
+		t.Errorf("changed row: %q | %q (markup must show as text)", left, right)
+	}
+	diffShot := shot("dashboard-diff.png")
+
+	// Promote v4, then roll back to v1, confirming each in the dialog.
+	do("versions tab", chromedp.Click(chromedp.CSS("#tab-versions")),
+		chromedp.Click(chromedp.CSS(`#versions tr[data-label="v4"] button[data-action="promote"]`)))
+	waitJS("confirm dialog", `document.querySelector('#confirm-dialog').open`)
+	if got := text("#confirm-text"); !strings.Contains(got, "from v2 to v4") {
+		t.Errorf("promote confirmation says %q", got)
+	}
+	do("confirm promote", chromedp.Click(chromedp.CSS("#confirm-ok")))
+	waitJS("live is v4", textIs("#badge-live", "v4"))
+	waitJS("promote toast", `document.querySelector('#toast').textContent === 'Live: v2 → v4'`)
+
+	do("roll back", chromedp.Click(chromedp.CSS(`#versions tr[data-label="v1"] button[data-action="rollback"]`)))
+	waitJS("confirm dialog", `document.querySelector('#confirm-dialog').open`)
+	do("cancel", chromedp.Click(chromedp.CSS("#confirm-cancel")))
+	time.Sleep(100 * time.Millisecond)
+	if got := text("#badge-live"); got != "v4" {
+		t.Errorf("a cancelled rollback moved live to %s", got)
+	}
+	do("roll back again", chromedp.Click(chromedp.CSS(`#versions tr[data-label="v1"] button[data-action="rollback"]`)))
+	waitJS("confirm dialog", `document.querySelector('#confirm-dialog').open`)
+	do("confirm rollback", chromedp.Click(chromedp.CSS("#confirm-ok")))
+	waitJS("live is v1", textIs("#badge-live", "v1"))
+
+	// Staging: point it at v4.
+	do("stage v4", chromedp.Click(chromedp.CSS(`#versions tr[data-label="v4"] button[data-action="stage"]`)))
+	waitJS("confirm dialog", `document.querySelector('#confirm-dialog').open`)
+	do("confirm staging", chromedp.Click(chromedp.CSS("#confirm-ok")))
+	waitJS("staging is v4", textIs("#badge-staging", "v4"))
+	versionsShot := shot("dashboard-versions.png")
+
+	// Settings: switch staging off; the prompt page then says so.
+	do("settings", chromedp.Click(chromedp.CSS("#nav-settings")))
+	waitJS("switch on", `document.querySelector('#staging-toggle').checked === true`)
+	do("switch staging off", chromedp.Click(chromedp.CSS("label.switch")))
+	waitJS("switch off", `document.querySelector('#staging-state').textContent.includes('Staging is off')`)
+	var st struct {
+		StagingEnabled bool `json:"staging_enabled"`
+	}
+	e.get(t, "/v1/admin/settings").decode(t, &st)
+	if st.StagingEnabled {
+		t.Error("the switch did not turn staging off")
+	}
+	do("back to the prompt", chromedp.Navigate(e.srv.URL+"/ui/#/p/support/summarize"))
+	waitJS("staging shown disabled", textIs("#badge-staging", "v4 (disabled)"))
+
+	// The audit log shows what this session did, newest first, by its key.
+	do("audit", chromedp.Click(chromedp.CSS("#nav-audit")))
+	waitJS("audit rows", `document.querySelectorAll('#audit tr').length >= 4`)
+	rows, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#audit tr')].slice(0, 4).map(r => r.innerText)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	actor := "admin:" + e.keyIDs["admin"]
+	for i, want := range []string{"settings", "staging_set", "rollback", "promote"} {
+		if !strings.Contains(rows[i], want) || !strings.Contains(rows[i], actor) {
+			t.Errorf("audit row %d = %q, want %s by %s", i, rows[i], want, actor)
+		}
+	}
+	auditShot := shot("dashboard-audit.png")
+
+	// What the page did is what the index holds.
+	var page vpage
+	e.get(t, "/v1/admin/prompts/support/summarize/versions").decode(t, &page)
+	if page.Live == nil || *page.Live != "v1" || page.Staging == nil || *page.Staging != "v4" || page.StagingEnabled {
+		t.Errorf("index after the session: live %v staging %v enabled %v", page.Live, page.Staging, page.StagingEnabled)
+	}
+
+	// Sign out returns to the sign-in form; reloading stays signed out.
+	do("sign out", chromedp.Click(chromedp.CSS("#signout")))
+	waitJS("signed out", `!document.querySelector('#view-signin').hidden`)
+	do("reload", chromedp.Reload())
+	waitJS("still signed out", `!document.querySelector('#view-signin').hidden && document.querySelector('#top').hidden`)
+
+	mu.Lock()
+	if len(jsErrors) > 0 {
+		t.Errorf("script errors in the page:\n%s", strings.Join(jsErrors, "\n"))
+	}
+	mu.Unlock()
+	t.Logf("browser session took %v; screenshots: %s, %s, %s", time.Since(start).Round(time.Millisecond), versionsShot, diffShot, auditShot)
+	// Keep a copy where a reviewer can find it after the temp dir is gone.
+	for src, dst := range map[string]string{versionsShot: "/tmp/pv-dashboard.png", diffShot: "/tmp/pv-dashboard-diff.png"} {
+		if b, err := os.ReadFile(src); err == nil {
+			if err := os.WriteFile(dst, b, 0o644); err == nil {
+				t.Logf("copied %s to %s", filepath.Base(src), dst)
+			}
+		}
+	}
+}
+
+func describeException(d *runtime.ExceptionDetails) string {
+	if d == nil || d.Exception == nil {
+		return ""
+	}
+	b, _ := json.Marshal(d.Exception.Description)
+	return string(b)
+}
