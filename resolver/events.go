@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/resolver/metrics"
 )
 
 // EventsPath is the Server-Sent Events route (SPEC §3).
@@ -403,6 +404,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	}
 	s, backlog, reset, at := h.hub.subscribe(k, lastID)
 	defer h.hub.unsubscribe(s)
+	defer metrics.SSESubscribe()()
 
 	hdr := w.Header()
 	hdr["Content-Type"] = hdrEventStream

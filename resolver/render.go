@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/resolver/metrics"
 	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
@@ -76,7 +77,9 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request) {
 	}
 	out, err := d.prompt.Render(r.Context(), vars, h.renderLimits)
 	if err != nil {
-		h.log.Debug("render failed", logKey, key, logVersion, d.src.Label(), "reason", renderErrorReason(err), "err", err)
+		reason := renderErrorReason(err)
+		metrics.RenderError(reason)
+		h.log.Debug("render failed", logKey, key, logVersion, d.src.Label(), "reason", reason, "err", err)
 		h.WriteError(w, r, err)
 		return
 	}
@@ -129,18 +132,16 @@ func nonEmpty(s string) *string {
 	return &s
 }
 
-// renderErrorReason names a failed render for metrics: a fixed set of
-// values, never the message.
+// renderErrorReason names a failed render for metrics (one of
+// metrics.RenderReasons), never the message.
 func renderErrorReason(err error) string {
 	var ve *promptfile.VariablesError
 	switch {
 	case errors.As(err, &ve):
-		return "variables"
-	case errors.Is(err, promptfile.ErrBusy):
-		return "busy"
+		return "validation"
 	case errors.Is(err, promptfile.ErrRender):
-		return "render"
+		return "render_failed"
 	default:
-		return "other"
+		return "other" // busy, or the client went away
 	}
 }
