@@ -52,10 +52,9 @@ const (
 
 // slog keys (STYLE: keys are constants).
 const (
-	logKey     = "key"
-	logVersion = "version"
-	logKeyID   = "key_id"
-	logActor   = "actor"
+	logKey   = "key"
+	logKeyID = "key_id"
+	logActor = "actor"
 )
 
 // ErrNoSync is returned by POST /v1/admin/sync when the server was built
