@@ -143,22 +143,35 @@ func (tx *Tx) queryRow(ctx context.Context, q string, args ...any) row {
 	return row{r: st.QueryRowContext(ctx, args...)}
 }
 
-// queryStrings runs a query of one text column and returns its values.
-func (tx *Tx) queryStrings(ctx context.Context, q string, args ...any) ([]string, error) {
+// scanner is a *sql.Rows or a row, as the scan functions see them.
+type scanner interface{ Scan(...any) error }
+
+// queryAll runs a query and scans every row with scan.
+func queryAll[T any](ctx context.Context, tx *Tx, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
 	rows, err := tx.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []string
+	var out []T
 	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
+		v, err := scan(rows)
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, s)
+		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+func scanString(sc scanner) (s string, err error) {
+	err = sc.Scan(&s)
+	return s, err
+}
+
+// queryStrings runs a query of one text column and returns its values.
+func (tx *Tx) queryStrings(ctx context.Context, q string, args ...any) ([]string, error) {
+	return queryAll(ctx, tx, scanString, q, args...)
 }
 
 // Update runs fn in one write transaction; fn's error rolls it back.

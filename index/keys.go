@@ -117,21 +117,11 @@ func (tx *Tx) CreateKey(ctx context.Context, env, name, actor string) (CreatedKe
 
 // Keys lists every key, revoked ones included, oldest first.
 func (tx *Tx) Keys(ctx context.Context) ([]APIKey, error) {
-	rows, err := tx.query(ctx, `SELECT id, env, name, prefix, hash, created_at, last_used_at, revoked_at
+	return queryAll(ctx, tx, func(sc scanner) (k APIKey, err error) {
+		err = sc.Scan(&k.ID, &k.Env, &k.Name, &k.Prefix, &k.Hash, &k.CreatedAt, &k.LastUsedAt, &k.RevokedAt)
+		return k, err
+	}, `SELECT id, env, name, prefix, hash, created_at, last_used_at, revoked_at
 		FROM api_keys ORDER BY created_at, id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []APIKey
-	for rows.Next() {
-		var k APIKey
-		if err := rows.Scan(&k.ID, &k.Env, &k.Name, &k.Prefix, &k.Hash, &k.CreatedAt, &k.LastUsedAt, &k.RevokedAt); err != nil {
-			return nil, err
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
 }
 
 // RevokeKey revokes a key by ID; readers drop it on the next change poll.

@@ -307,38 +307,12 @@ func (db *DB) SyncDrafts(ctx context.Context, repo *gitstore.Repo, cfg Config, s
 
 // DraftsOf returns every draft of a source, sorted by key.
 func (tx *Tx) DraftsOf(ctx context.Context, source string) ([]Version, error) {
-	rows, err := tx.query(ctx, "SELECT "+draftCols+" FROM drafts WHERE source = ? ORDER BY key", source)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Version
-	for rows.Next() {
-		v, err := scanDraft(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, tx, scanDraft, "SELECT "+draftCols+" FROM drafts WHERE source = ? ORDER BY key", source)
 }
 
 // DraftSources lists the draft sources with the given prefix ("pr:").
 func (tx *Tx) DraftSources(ctx context.Context, prefix string) ([]string, error) {
-	rows, err := tx.query(ctx, "SELECT source FROM draft_sources WHERE substr(source, 1, ?) = ? ORDER BY source", len(prefix), prefix)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return tx.queryStrings(ctx, "SELECT source FROM draft_sources WHERE substr(source, 1, ?) = ? ORDER BY source", len(prefix), prefix)
 }
 
 // CommitSeq returns sha's position in the tracked-branch ledger.

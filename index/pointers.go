@@ -110,7 +110,7 @@ func (tx *Tx) notify(ctx context.Context, kind, key string) error {
 
 const pointerCols = "key, env, number, draft, archived, commit_sha, sha256, blob_sha, message, author, created_at, audit_seq, updated_at"
 
-func scanPointer(sc interface{ Scan(...any) error }) (Pointer, error) {
+func scanPointer(sc scanner) (Pointer, error) {
 	var p Pointer
 	err := sc.Scan(&p.Key, &p.Env, &p.Number, &p.Draft, &p.Archived, &p.Commit, &p.SHA256, &p.BlobSHA,
 		&p.Message, &p.Author, &p.CreatedAt, &p.AuditSeq, &p.UpdatedAt)
@@ -140,20 +140,7 @@ func (tx *Tx) Pointer(ctx context.Context, key, env string) (p Pointer, ok bool,
 
 // AllPointers returns every pointer, sorted by key and env.
 func (tx *Tx) AllPointers(ctx context.Context) ([]Pointer, error) {
-	rows, err := tx.query(ctx, "SELECT "+pointerCols+" FROM pointers ORDER BY key, env")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Pointer
-	for rows.Next() {
-		p, err := scanPointer(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, tx, scanPointer, "SELECT "+pointerCols+" FROM pointers ORDER BY key, env")
 }
 
 // setPointer moves a pointer, writing the audit row and change in the same
@@ -441,18 +428,8 @@ func (tx *Tx) AuditSince(ctx context.Context, after int64, limit int) ([]AuditEn
 }
 
 func (tx *Tx) scanAudit(ctx context.Context, q string, args ...any) ([]AuditEntry, error) {
-	rows, err := tx.query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []AuditEntry
-	for rows.Next() {
-		var e AuditEntry
-		if err := rows.Scan(&e.Seq, &e.At, &e.Action, &e.Actor, &e.Key, &e.Version, &e.Commit, &e.SHA256, &e.Env, &e.Detail); err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, tx, func(sc scanner) (e AuditEntry, err error) {
+		err = sc.Scan(&e.Seq, &e.At, &e.Action, &e.Actor, &e.Key, &e.Version, &e.Commit, &e.SHA256, &e.Env, &e.Detail)
+		return e, err
+	}, q, args...)
 }

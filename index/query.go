@@ -71,7 +71,7 @@ func ParseLabel(label string) (number int, draft string, err error) {
 
 const versionCols = `key, number, commit_sha, path, blob_sha, sha256, size, message, author, committed_at, valid, problems`
 
-func scanVersion(sc interface{ Scan(...any) error }) (Version, error) {
+func scanVersion(sc scanner) (Version, error) {
 	var v Version
 	var probs string
 	if err := sc.Scan(&v.Key, &v.Number, &v.Commit, &v.Path, &v.BlobSHA, &v.SHA256, &v.Size, &v.Message,
@@ -87,7 +87,7 @@ func scanVersion(sc interface{ Scan(...any) error }) (Version, error) {
 
 const draftCols = `key, name, commit_sha, path, blob_sha, sha256, size, message, author, committed_at, valid, problems, source, base_sha`
 
-func scanDraft(sc interface{ Scan(...any) error }) (Version, error) {
+func scanDraft(sc scanner) (Version, error) {
 	var v Version
 	var probs, name string
 	if err := sc.Scan(&v.Key, &name, &v.Commit, &v.Path, &v.BlobSHA, &v.SHA256, &v.Size, &v.Message,
@@ -112,7 +112,7 @@ const promptsQuery = `WITH keys AS (SELECT key FROM prompts UNION SELECT key FRO
 		(SELECT count(*) FROM drafts d WHERE d.key = k.key)
 	FROM keys k LEFT JOIN prompts p ON p.key = k.key`
 
-func scanPrompt(sc interface{ Scan(...any) error }) (Prompt, error) {
+func scanPrompt(sc scanner) (Prompt, error) {
 	var p Prompt
 	if err := sc.Scan(&p.Key, &p.Path, &p.Versions, &p.Archived, &p.Drafts); err != nil {
 		return p, err
@@ -125,20 +125,7 @@ func scanPrompt(sc interface{ Scan(...any) error }) (Prompt, error) {
 
 // Prompts lists every indexed prompt, sorted by key.
 func (tx *Tx) Prompts(ctx context.Context) ([]Prompt, error) {
-	rows, err := tx.query(ctx, promptsQuery+" ORDER BY k.key")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Prompt
-	for rows.Next() {
-		p, err := scanPrompt(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, tx, scanPrompt, promptsQuery+" ORDER BY k.key")
 }
 
 // PromptInfo returns one prompt's summary.
@@ -193,20 +180,7 @@ func (tx *Tx) Versions(ctx context.Context, key string, q VersionQuery) ([]Versi
 		sqlq += " LIMIT ?"
 		args = append(args, q.Limit)
 	}
-	rows, err := tx.query(ctx, sqlq, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Version
-	for rows.Next() {
-		v, err := scanVersion(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, tx, scanVersion, sqlq, args...)
 }
 
 // Drafts lists the drafts of key, newest commit first; search as Versions.
@@ -218,38 +192,15 @@ func (tx *Tx) Drafts(ctx context.Context, key, search string) ([]Version, error)
 		pat := "%" + likeEscape(search) + "%"
 		args = append(args, pat, pat)
 	}
-	rows, err := tx.query(ctx, sqlq+" ORDER BY committed_at DESC, name", args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Version
-	for rows.Next() {
-		v, err := scanDraft(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, tx, scanDraft, sqlq+" ORDER BY committed_at DESC, name", args...)
 }
 
 // Skipped lists files under the prompts directory that could not be prompts.
 func (tx *Tx) Skipped(ctx context.Context) ([]SkippedFile, error) {
-	rows, err := tx.query(ctx, "SELECT commit_sha, path, problem FROM skipped_files ORDER BY path, commit_sha")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []SkippedFile
-	for rows.Next() {
-		var s SkippedFile
-		if err := rows.Scan(&s.Commit, &s.Path, &s.Problem); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, tx, func(sc scanner) (s SkippedFile, err error) {
+		err = sc.Scan(&s.Commit, &s.Path, &s.Problem)
+		return s, err
+	}, "SELECT commit_sha, path, problem FROM skipped_files ORDER BY path, commit_sha")
 }
 
 func likeEscape(s string) string {
