@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/promptvault/promptvault/gitstore"
 	"github.com/promptvault/promptvault/resolver/admin"
 	"github.com/promptvault/promptvault/resolver/metrics"
 	"github.com/promptvault/promptvault/resolver/promptfile"
@@ -61,17 +62,11 @@ side-by-side rows.`,
 			if err := promptfile.ValidateKey(key); err != nil {
 				return err
 			}
-			d, err := c.openData(ctx, false)
-			if err != nil {
+			var doc admin.DiffDoc
+			err := c.withRepo(ctx, false, func(d *data, repo *gitstore.Repo) (err error) {
+				doc, err = admin.DiffVersions(ctx, d.db, repo.Blob, key, args[1], args[2])
 				return err
-			}
-			defer d.Close()
-			repo, err := c.mirror(d)
-			if err != nil {
-				return err
-			}
-			defer repo.Close()
-			doc, err := admin.DiffVersions(ctx, d.db, repo.Blob, key, args[1], args[2])
+			})
 			if err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/promptvault/promptvault/gitstore"
 	"github.com/promptvault/promptvault/index"
 )
 
@@ -41,37 +42,36 @@ force push removed). Pointers, keys and the audit log are kept.`,
 }
 
 func (c *cli) runSync(ctx context.Context, rebuild bool) error {
-	d, err := c.openData(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	repo, err := c.mirror(d)
-	if err != nil {
-		return err
-	}
-	defer repo.Close()
-	var res *index.SyncResult
-	if rebuild {
-		if err := d.lockSync(); err != nil {
+	return c.withRepo(ctx, true, func(d *data, repo *gitstore.Repo) error {
+		var res *index.SyncResult
+		var err error
+		if rebuild {
+			res, err = c.reindexNow(ctx, d, repo)
+		} else {
+			res, err = c.syncNow(ctx, d, repo)
+		}
+		if err != nil {
 			return err
 		}
-		defer d.unlockSync()
-		if err := repo.Fetch(ctx); err != nil {
-			return err
+		if c.json {
+			return c.printJSON(res)
 		}
-		res, err = d.db.Reindex(ctx, repo, d.cfg)
-	} else {
-		res, err = c.syncNow(ctx, d, repo)
-	}
+		c.printSync(res)
+		return nil
+	})
+}
+
+// reindexNow fetches and rebuilds the index under the sync lock.
+func (c *cli) reindexNow(ctx context.Context, d *data, repo *gitstore.Repo) (*index.SyncResult, error) {
+	unlock, err := flockSync(d.dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if c.json {
-		return c.printJSON(res)
+	defer unlock()
+	if err := repo.Fetch(ctx); err != nil {
+		return nil, err
 	}
-	c.printSync(res)
-	return nil
+	return d.db.Reindex(ctx, repo, d.cfg)
 }
 
 func (c *cli) printSync(res *index.SyncResult) {

@@ -10,10 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
@@ -200,21 +198,6 @@ func githubServe(ctx context.Context, c *cli, s *server) error {
 		}
 	}()
 	return nil
-}
-
-// flockSync takes the data directory's sync lock on a file descriptor of
-// its own (flock locks are per open file, so this also excludes serve's own
-// sync loop in this process), returning its release.
-func flockSync(dir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(dir, "sync.lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("sync lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("sync lock: %w", err)
-	}
-	return func() { f.Close() }, nil
 }
 
 // githubRollbackPR opens the pull request of rollback --open-pr.

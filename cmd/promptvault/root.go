@@ -134,16 +134,9 @@ type data struct {
 	db   *index.DB
 	cfg  index.Config
 	repo string // remembered repository path or URL
-	lock *os.File
 }
 
-func (d *data) Close() error {
-	err := d.db.Close()
-	if d.lock != nil {
-		d.lock.Close()
-	}
-	return err
-}
+func (d *data) Close() error { return d.db.Close() }
 
 // openData opens the data directory's index and settles the repository
 // configuration: explicit flags win; otherwise what the directory remembers;
@@ -251,26 +244,34 @@ func (c *cli) mirror(d *data) (*gitstore.Repo, error) {
 	return gitstore.Open(filepath.Join(d.dir, "mirror.git"), d.repo, gitstore.Options{Logger: c.log, Auth: c.gitAuth})
 }
 
-// lockSync takes the data directory's sync lock, so two processes never
-// fetch into the mirror or index at the same time; it waits for the other.
-func (d *data) lockSync() error {
-	f, err := os.OpenFile(filepath.Join(d.dir, "sync.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+// flockSync takes the data directory's sync lock on a file descriptor of
+// its own (flock locks are per open file, so this also excludes serve's own
+// sync loop in this process), returning its release.
+func flockSync(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "sync.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return fmt.Errorf("sync lock: %w", err)
+		return nil, fmt.Errorf("sync lock: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		f.Close()
-		return fmt.Errorf("sync lock: %w", err)
+		return nil, fmt.Errorf("sync lock: %w", err)
 	}
-	d.lock = f
-	return nil
+	return func() { f.Close() }, nil
 }
 
-func (d *data) unlockSync() {
-	if d.lock != nil {
-		d.lock.Close()
-		d.lock = nil
+// withRepo opens the data directory and its Git mirror for fn.
+func (c *cli) withRepo(ctx context.Context, remember bool, fn func(d *data, repo *gitstore.Repo) error) error {
+	d, err := c.openData(ctx, remember)
+	if err != nil {
+		return err
 	}
+	defer d.Close()
+	repo, err := c.mirror(d)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	return fn(d, repo)
 }
 
 // normalizeRepo makes a local path absolute so the remembered value works
