@@ -1,15 +1,12 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,14 +15,16 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/go-github/v60/github"
 )
 
-// The REST API is called through this small client rather than go-github:
-// we use a dozen endpoints, and go-github v60 would add a module
-// (go-querystring) this repository's go.sum does not carry. The types
-// below are the documented JSON shapes, reduced to the fields we read.
+// GitHub's REST API is called through go-github v60 (the design's GitHub
+// library). The types below are the package's own view of what it reads
+// and writes, converted at this boundary, so the worker and report code
+// never handle go-github's pointer-heavy structs. Their JSON tags are
+// GitHub's field names: the test fake serves these types as API answers.
 
-// PullRequest is GET /repos/{owner}/{repo}/pulls/{number}.
+// PullRequest is a pull request (GET /repos/{owner}/{repo}/pulls/{number}).
 type PullRequest struct {
 	Number         int        `json:"number"`
 	State          string     `json:"state"`
@@ -104,21 +103,82 @@ type Status struct {
 	TargetURL   string `json:"target_url,omitempty"`
 }
 
-// APIError is a non-2xx answer of the REST API.
+// APIError is a non-2xx answer of the REST API (or go-github's refusal to
+// call it while a rate limit it saw is in force).
 type APIError struct {
 	Method, Path string
 	Status       int
 	Message      string
+	// RateLimited: a primary or secondary rate limit, whatever the status.
+	RateLimited bool
+
+	err error // go-github's error, for errors.As
 }
 
 func (e *APIError) Error() string {
 	return fmt.Sprintf("github %s %s: %d %s", e.Method, e.Path, e.Status, e.Message)
 }
 
+// Unwrap returns go-github's error (*github.ErrorResponse, RateLimitError…).
+func (e *APIError) Unwrap() error { return e.err }
+
 // Temporary reports errors worth retrying (rate limits, server errors).
 func (e *APIError) Temporary() bool {
-	return e.Status == http.StatusTooManyRequests || e.Status >= 500 ||
+	return e.RateLimited || e.Status == http.StatusTooManyRequests || e.Status >= 500 ||
 		(e.Status == http.StatusForbidden && strings.Contains(strings.ToLower(e.Message), "rate limit"))
+}
+
+// apiError maps go-github's errors to *APIError, so callers test one type
+// for the status (404 permanent, 401 forget the token) and Temporary.
+// Transport errors (no answer) stay as they are: retried like any error.
+func apiError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var te *tokenError
+	if errors.As(err, &te) {
+		// Minting the token failed, before any request went out; its error
+		// (an *APIError of the App's own calls, often) is the one to see.
+		return te.err
+	}
+	ae := &APIError{err: err}
+	var resp *http.Response
+	var (
+		er  *github.ErrorResponse
+		rl  *github.RateLimitError
+		ab  *github.AbuseRateLimitError
+		tfa *github.TwoFactorAuthError
+	)
+	switch {
+	case errors.As(err, &rl):
+		resp, ae.Message, ae.RateLimited = rl.Response, rl.Message, true
+	case errors.As(err, &ab):
+		resp, ae.Message, ae.RateLimited = ab.Response, ab.Message, true
+	case errors.As(err, &tfa):
+		resp, ae.Message = tfa.Response, tfa.Message
+	case errors.As(err, &er):
+		resp, ae.Message = er.Response, er.Message
+		for _, d := range er.Errors {
+			// 422s explain themselves here (e.g. a missing field).
+			if d.Message != "" {
+				ae.Message += "; " + d.Message
+			} else if d.Field != "" {
+				ae.Message += fmt.Sprintf("; %s %s", d.Field, d.Code)
+			}
+		}
+	default:
+		return fmt.Errorf("github: %w", err)
+	}
+	if resp != nil {
+		ae.Status = resp.StatusCode
+		if resp.Request != nil {
+			ae.Method, ae.Path = resp.Request.Method, resp.Request.URL.Path
+		}
+	}
+	if ae.Message == "" {
+		ae.Message = http.StatusText(ae.Status)
+	}
+	return ae
 }
 
 // TokenSource supplies the bearer token of each API call.
@@ -131,14 +191,46 @@ type StaticToken string
 
 func (t StaticToken) Token(context.Context) (string, error) { return string(t), nil }
 
+// tokenTransport sets each request's bearer token from a TokenSource at
+// send time, so a client outlives the hourly App installation tokens (a
+// fixed WithAuthToken would not).
+type tokenTransport struct {
+	src  TokenSource
+	base http.RoundTripper
+}
+
+// tokenError marks a TokenSource failure, which http.Client wraps in a
+// *url.Error naming a request that was never sent.
+type tokenError struct{ err error }
+
+func (e *tokenError) Error() string { return e.err.Error() }
+func (e *tokenError) Unwrap() error { return e.err }
+
+func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	tok, err := t.src.Token(req.Context())
+	if err != nil {
+		if req.Body != nil {
+			req.Body.Close() // RoundTrip closes the body, even on error
+		}
+		return nil, &tokenError{err}
+	}
+	if tok != "" {
+		req = req.Clone(req.Context()) // RoundTrip must not modify the caller's request
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	return t.base.RoundTrip(req)
+}
+
+// callTimeout bounds one API call (STYLE: each GitHub call gets a timeout).
+const callTimeout = 30 * time.Second
+
 // Client calls GitHub's REST API for one repository.
 type Client struct {
 	Owner, Repo string
 	// App is true with App auth: only Apps can create check runs, so token
 	// mode reports a commit status instead.
 	App  bool
-	base *url.URL
-	http *http.Client
+	gh   *github.Client
 	auth TokenSource
 }
 
@@ -162,144 +254,210 @@ func APIBase(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// NewClient returns a client of repository owner/repo at apiURL.
-func NewClient(apiURL, owner, repo string, auth TokenSource, app bool) (*Client, error) {
+// newGitHub returns a go-github client rooted at apiURL (normalized by
+// APIBase) that sends its requests through rt.
+func newGitHub(apiURL string, rt http.RoundTripper) (*github.Client, error) {
 	base, err := APIBase(apiURL)
 	if err != nil {
 		return nil, err
 	}
-	return &Client{Owner: owner, Repo: repo, App: app, base: base, auth: auth,
-		http: &http.Client{Timeout: 30 * time.Second}}, nil
+	gh := github.NewClient(&http.Client{Transport: rt, Timeout: callTimeout})
+	gh.UserAgent = "promptvault"
+	if base.String() != gh.BaseURL.String() {
+		// APIBase already appended /api/v3/, so WithEnterpriseURLs keeps
+		// the URL as is; APIBase is the one rule, and it is tested.
+		if gh, err = gh.WithEnterpriseURLs(base.String(), base.String()); err != nil {
+			return nil, fmt.Errorf("--github-api-url %q: %w", apiURL, err)
+		}
+	}
+	return gh, nil
+}
+
+// NewClient returns a client of repository owner/repo at apiURL.
+func NewClient(apiURL, owner, repo string, auth TokenSource, app bool) (*Client, error) {
+	gh, err := newGitHub(apiURL, &tokenTransport{src: auth, base: http.DefaultTransport})
+	if err != nil {
+		return nil, err
+	}
+	return &Client{Owner: owner, Repo: repo, App: app, gh: gh, auth: auth}, nil
 }
 
 // Token returns the current token (for git over HTTPS).
 func (c *Client) Token(ctx context.Context) (string, error) { return c.auth.Token(ctx) }
 
-func (c *Client) repoPath(format string, args ...any) string {
-	return fmt.Sprintf("repos/%s/%s/", url.PathEscape(c.Owner), url.PathEscape(c.Repo)) + fmt.Sprintf(format, args...)
+// pullRequestOf converts go-github's pull request (an API answer or a
+// webhook payload's) to ours.
+func pullRequestOf(p *github.PullRequest) PullRequest {
+	pr := PullRequest{
+		Number:         p.GetNumber(),
+		State:          p.GetState(),
+		Title:          p.GetTitle(),
+		HTMLURL:        p.GetHTMLURL(),
+		Merged:         p.GetMerged(),
+		MergeCommitSHA: p.GetMergeCommitSHA(),
+		Head:           prRefOf(p.GetHead()),
+		Base:           prRefOf(p.GetBase()),
+	}
+	if p.MergedAt != nil {
+		t := p.MergedAt.Time
+		pr.MergedAt = &t
+	}
+	for _, l := range p.Labels {
+		pr.Labels = append(pr.Labels, Label{Name: l.GetName()})
+	}
+	return pr
 }
 
-// do sends one request with the given bearer token and decodes a JSON
-// answer into out (when not nil).
-func do(ctx context.Context, hc *http.Client, base *url.URL, token, method, path string, in, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
+func prRefOf(b *github.PullRequestBranch) PRRef {
+	r := PRRef{Ref: b.GetRef(), SHA: b.GetSHA()}
+	if b.GetRepo() != nil {
+		r.Repo = &struct {
+			FullName string `json:"full_name"`
+		}{b.GetRepo().GetFullName()}
 	}
-	ref, err := url.Parse(path)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, method, base.ResolveReference(ref).String(), body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/vnd.github+json")
-	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
-	req.Header.Set("User-Agent", "promptvault")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("github %s %s: %w", method, ref.Path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return fmt.Errorf("github %s %s: read: %w", method, ref.Path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Message string `json:"message"`
-		}
-		json.Unmarshal(data, &e)
-		if e.Message == "" {
-			e.Message = http.StatusText(resp.StatusCode)
-		}
-		return &APIError{Method: method, Path: ref.Path, Status: resp.StatusCode, Message: e.Message}
-	}
-	if out != nil && len(data) > 0 {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("github %s %s: decode: %w", method, ref.Path, err)
-		}
-	}
-	return nil
-}
-
-func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
-	tok, err := c.auth.Token(ctx)
-	if err != nil {
-		return err
-	}
-	return do(ctx, c.http, c.base, tok, method, path, in, out)
+	return r
 }
 
 // PullRequest gets one pull request: its state, labels and merge commit as
 // they are now (payloads can be stale).
 func (c *Client) PullRequest(ctx context.Context, n int) (PullRequest, error) {
-	var pr PullRequest
-	err := c.call(ctx, http.MethodGet, c.repoPath("pulls/%d", n), nil, &pr)
-	return pr, err
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	pr, _, err := c.gh.PullRequests.Get(ctx, c.Owner, c.Repo, n)
+	if err != nil {
+		return PullRequest{}, apiError(err)
+	}
+	return pullRequestOf(pr), nil
 }
 
 // PullRequests lists pull requests into base in state (open, closed), most
 // recently updated first, at most pages×100.
 func (c *Client) PullRequests(ctx context.Context, state, base string, pages int) ([]PullRequest, error) {
+	opts := &github.PullRequestListOptions{State: state, Base: base, Sort: "updated", Direction: "desc",
+		ListOptions: github.ListOptions{PerPage: 100, Page: 1}}
 	var all []PullRequest
-	for page := 1; page <= pages; page++ {
-		var prs []PullRequest
-		q := url.Values{"state": {state}, "base": {base}, "sort": {"updated"}, "direction": {"desc"},
-			"per_page": {"100"}, "page": {strconv.Itoa(page)}}
-		if err := c.call(ctx, http.MethodGet, c.repoPath("pulls?%s", q.Encode()), nil, &prs); err != nil {
+	for range pages {
+		prs, resp, err := c.listPRs(ctx, opts)
+		if err != nil {
 			return nil, err
 		}
-		all = append(all, prs...)
-		if len(prs) < 100 {
+		for _, p := range prs {
+			all = append(all, pullRequestOf(p))
+		}
+		// GitHub's Link header names the next page; a short page is the
+		// last one even without it.
+		if resp.NextPage == 0 || len(prs) < opts.PerPage {
 			break
 		}
+		opts.Page = resp.NextPage
 	}
 	return all, nil
 }
 
+func (c *Client) listPRs(ctx context.Context, opts *github.PullRequestListOptions) ([]*github.PullRequest, *github.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	prs, resp, err := c.gh.PullRequests.List(ctx, c.Owner, c.Repo, opts)
+	return prs, resp, apiError(err)
+}
+
 // CheckRuns lists the check runs named name for a commit.
 func (c *Client) CheckRuns(ctx context.Context, sha, name string) ([]CheckRun, error) {
-	var res struct {
-		CheckRuns []CheckRun `json:"check_runs"`
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	res, _, err := c.gh.Checks.ListCheckRunsForRef(ctx, c.Owner, c.Repo, sha, &github.ListCheckRunsOptions{
+		CheckName: github.String(name), Filter: github.String("latest"), ListOptions: github.ListOptions{PerPage: 100}})
+	if err != nil {
+		return nil, apiError(err)
 	}
-	q := url.Values{"check_name": {name}, "filter": {"latest"}, "per_page": {"100"}}
-	err := c.call(ctx, http.MethodGet, c.repoPath("commits/%s/check-runs?%s", sha, q.Encode()), nil, &res)
-	return res.CheckRuns, err
+	runs := make([]CheckRun, 0, len(res.CheckRuns))
+	for _, r := range res.CheckRuns {
+		runs = append(runs, checkRunOf(r))
+	}
+	return runs, nil
+}
+
+func checkRunOf(r *github.CheckRun) CheckRun {
+	run := CheckRun{ID: r.GetID(), Name: r.GetName(), HeadSHA: r.GetHeadSHA(), Status: r.GetStatus(),
+		Conclusion: r.GetConclusion()}
+	if o := r.GetOutput(); o != nil {
+		run.Output = &CheckOutput{Title: o.GetTitle(), Summary: o.GetSummary(), AnnotationsCount: o.GetAnnotationsCount()}
+	}
+	return run
+}
+
+// outputOf converts an output to go-github's; zero optional fields stay
+// unset so they are not sent (GitHub refuses columns on multi-line
+// annotations).
+func outputOf(o *CheckOutput) *github.CheckRunOutput {
+	if o == nil {
+		return nil
+	}
+	out := &github.CheckRunOutput{Title: github.String(o.Title), Summary: github.String(o.Summary)}
+	for _, a := range o.Annotations {
+		ga := &github.CheckRunAnnotation{Path: github.String(a.Path), StartLine: github.Int(a.StartLine),
+			EndLine: github.Int(a.EndLine), AnnotationLevel: github.String(a.AnnotationLevel),
+			Message: github.String(a.Message)}
+		if a.StartColumn != 0 {
+			ga.StartColumn = github.Int(a.StartColumn)
+		}
+		if a.EndColumn != 0 {
+			ga.EndColumn = github.Int(a.EndColumn)
+		}
+		if a.Title != "" {
+			ga.Title = github.String(a.Title)
+		}
+		out.Annotations = append(out.Annotations, ga)
+	}
+	return out
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // CreateCheckRun creates a check run.
 func (c *Client) CreateCheckRun(ctx context.Context, run CheckRun) (CheckRun, error) {
-	var out CheckRun
-	err := c.call(ctx, http.MethodPost, c.repoPath("check-runs"), run, &out)
-	return out, err
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	r, _, err := c.gh.Checks.CreateCheckRun(ctx, c.Owner, c.Repo, github.CreateCheckRunOptions{
+		Name: run.Name, HeadSHA: run.HeadSHA, Status: optional(run.Status), Conclusion: optional(run.Conclusion),
+		Output: outputOf(run.Output)})
+	if err != nil {
+		return CheckRun{}, apiError(err)
+	}
+	return checkRunOf(r), nil
 }
 
 // UpdateCheckRun updates a check run; annotations are appended to those it
 // has.
 func (c *Client) UpdateCheckRun(ctx context.Context, id int64, run CheckRun) (CheckRun, error) {
-	var out CheckRun
-	run.ID, run.HeadSHA = 0, ""
-	err := c.call(ctx, http.MethodPatch, c.repoPath("check-runs/%d", id), run, &out)
-	return out, err
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	if run.Name == "" {
+		// go-github always sends "name" on update; an empty one would
+		// rename the run, so an update that names none keeps ours.
+		run.Name = CheckName
+	}
+	r, _, err := c.gh.Checks.UpdateCheckRun(ctx, c.Owner, c.Repo, id, github.UpdateCheckRunOptions{
+		Name: run.Name, Status: optional(run.Status), Conclusion: optional(run.Conclusion), Output: outputOf(run.Output)})
+	if err != nil {
+		return CheckRun{}, apiError(err)
+	}
+	return checkRunOf(r), nil
 }
 
 // CreateStatus sets the commit status of sha for st.Context.
 func (c *Client) CreateStatus(ctx context.Context, sha string, st Status) error {
-	return c.call(ctx, http.MethodPost, c.repoPath("statuses/%s", sha), st, nil)
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	_, _, err := c.gh.Repositories.CreateStatus(ctx, c.Owner, c.Repo, sha, &github.RepoStatus{
+		State: github.String(st.State), Context: github.String(st.Context),
+		Description: github.String(st.Description), TargetURL: optional(st.TargetURL)})
+	return apiError(err)
 }
 
 // AppAuth authenticates as a GitHub App installation: an RS256 JWT (iss =
@@ -315,8 +473,9 @@ type AppAuth struct {
 	Refresh time.Duration
 	Now     func() time.Time
 
-	base *url.URL
-	http *http.Client
+	// api has no credentials of its own: each mint signs a fresh JWT and
+	// calls through api.WithAuthToken(jwt).
+	api *github.Client
 
 	mu      sync.Mutex // guards the fields below
 	token   string
@@ -325,7 +484,7 @@ type AppAuth struct {
 
 // NewAppAuth returns the App token source for owner/repo.
 func NewAppAuth(apiURL, appID string, key *rsa.PrivateKey, owner, repo string) (*AppAuth, error) {
-	base, err := APIBase(apiURL)
+	api, err := newGitHub(apiURL, http.DefaultTransport)
 	if err != nil {
 		return nil, err
 	}
@@ -333,7 +492,7 @@ func NewAppAuth(apiURL, appID string, key *rsa.PrivateKey, owner, repo string) (
 		return nil, fmt.Errorf("--github-app-id %q: want the App's numeric ID", appID)
 	}
 	return &AppAuth{AppID: appID, Key: key, Owner: owner, Repo: repo, Refresh: 5 * time.Minute,
-		Now: time.Now, base: base, http: &http.Client{Timeout: 30 * time.Second}}, nil
+		Now: time.Now, api: api}, nil
 }
 
 // ParseKey reads an App private key PEM (PKCS #1 or PKCS #8).
@@ -383,28 +542,26 @@ func (a *AppAuth) Token(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	app := a.api.WithAuthToken(jw)
+	ctx, cancel := context.WithTimeout(ctx, 2*callTimeout)
+	defer cancel()
 	if a.InstallationID == 0 {
-		var inst struct {
-			ID int64 `json:"id"`
+		inst, _, err := app.Apps.FindRepositoryInstallation(ctx, a.Owner, a.Repo)
+		if err != nil {
+			return "", fmt.Errorf("find app installation: %w", apiError(err))
 		}
-		p := fmt.Sprintf("repos/%s/%s/installation", url.PathEscape(a.Owner), url.PathEscape(a.Repo))
-		if err := do(ctx, a.http, a.base, jw, http.MethodGet, p, nil, &inst); err != nil {
-			return "", fmt.Errorf("find app installation: %w", err)
-		}
-		a.InstallationID = inst.ID
+		a.InstallationID = inst.GetID()
 	}
-	var tok struct {
-		Token     string    `json:"token"`
-		ExpiresAt time.Time `json:"expires_at"`
+	// Empty options send "{}": a token with the installation's own
+	// repositories and permissions.
+	tok, _, err := app.Apps.CreateInstallationToken(ctx, a.InstallationID, &github.InstallationTokenOptions{})
+	if err != nil {
+		return "", fmt.Errorf("installation token: %w", apiError(err))
 	}
-	p := fmt.Sprintf("app/installations/%d/access_tokens", a.InstallationID)
-	if err := do(ctx, a.http, a.base, jw, http.MethodPost, p, nil, &tok); err != nil {
-		return "", fmt.Errorf("installation token: %w", err)
-	}
-	if tok.Token == "" {
+	if tok.GetToken() == "" {
 		return "", errors.New("installation token: empty answer")
 	}
-	a.token, a.expires = tok.Token, tok.ExpiresAt
+	a.token, a.expires = tok.GetToken(), tok.GetExpiresAt().Time
 	return a.token, nil
 }
 

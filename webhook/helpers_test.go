@@ -291,7 +291,14 @@ func (f *fakeGitHub) record(step string) http.HandlerFunc {
 		f.mu.Lock()
 		f.rollback[step] = in
 		f.mu.Unlock()
-		writeJSON(w, http.StatusCreated, map[string]any{"ref": in["ref"], "object": map[string]any{"sha": in["sha"]}})
+		if step == "put_contents" {
+			// PUT contents answers with the new file and its commit.
+			writeJSON(w, http.StatusOK, map[string]any{
+				"content": map[string]any{"type": "file", "path": r.PathValue("path"), "sha": strings.Repeat("c", 40)},
+				"commit":  map[string]any{"sha": strings.Repeat("d", 40), "message": in["message"]}})
+			return
+		}
+		writeJSON(w, http.StatusCreated, map[string]any{"ref": in["ref"], "object": map[string]any{"type": "commit", "sha": in["sha"]}})
 	}
 }
 

@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/google/go-github/v60/github"
 
 	"github.com/promptvault/promptvault/index"
 )
@@ -21,45 +22,51 @@ var unsafeRef = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
 // live pointer. It uses the REST API only (contents write permission): a
 // new branch from branch's head, one commit, one pull request.
 func (c *Client) OpenRollbackPR(ctx context.Context, branch string, v index.Version, data []byte) (string, error) {
-	var ref struct {
-		Object struct {
-			SHA string `json:"sha"`
-		} `json:"object"`
+	// One budget for the four calls: they are one user-facing action.
+	ctx, cancel := context.WithTimeout(ctx, 4*callTimeout)
+	defer cancel()
+	ref, _, err := c.gh.Git.GetRef(ctx, c.Owner, c.Repo, "heads/"+branch)
+	if err != nil {
+		return "", fmt.Errorf("rollback pull request: branch %s: %w", branch, apiError(err))
 	}
-	if err := c.call(ctx, http.MethodGet, c.repoPath("git/ref/heads/%s", branch), nil, &ref); err != nil {
-		return "", fmt.Errorf("rollback pull request: branch %s: %w", branch, err)
+	sha := ref.GetObject().GetSHA()
+	if sha == "" {
+		return "", fmt.Errorf("rollback pull request: branch %s: no commit in the answer", branch)
 	}
 	name := fmt.Sprintf("promptvault/rollback-%s-%s-%d",
 		strings.Trim(unsafeRef.ReplaceAllString(v.Key, "-"), "-"), v.Label, time.Now().Unix())
-	if err := c.call(ctx, http.MethodPost, c.repoPath("git/refs"),
-		map[string]string{"ref": "refs/heads/" + name, "sha": ref.Object.SHA}, nil); err != nil {
-		return "", fmt.Errorf("rollback pull request: create branch %s: %w", name, err)
+	if _, _, err := c.gh.Git.CreateRef(ctx, c.Owner, c.Repo, &github.Reference{
+		Ref: github.String("refs/heads/" + name), Object: &github.GitObject{SHA: github.String(sha)}}); err != nil {
+		return "", fmt.Errorf("rollback pull request: create branch %s: %w", name, apiError(err))
 	}
-	path := (&url.URL{Path: v.Path}).EscapedPath()
-	var cur struct {
-		SHA string `json:"sha"`
-	}
-	err := c.call(ctx, http.MethodGet, c.repoPath("contents/%s?ref=%s", path, url.QueryEscape(name)), nil, &cur)
+	// GetContents escapes the path itself; 404 means the file is new.
+	cur, _, _, err := c.gh.Repositories.GetContents(ctx, c.Owner, c.Repo, v.Path,
+		&github.RepositoryContentGetOptions{Ref: name})
 	var ae *APIError
-	if err != nil && !(errors.As(err, &ae) && ae.Status == http.StatusNotFound) {
+	if err = apiError(err); err != nil && !(errors.As(err, &ae) && ae.Status == http.StatusNotFound) {
 		return "", fmt.Errorf("rollback pull request: read %s: %w", v.Path, err)
 	}
 	msg := fmt.Sprintf("Roll back %s to %s\n\nRestores the content of %s (commit %s), which promptvault made live by a rollback.",
 		v.Key, v.Label, v.Label, v.Commit)
-	put := map[string]string{"message": msg, "content": base64.StdEncoding.EncodeToString(data), "branch": name}
-	if cur.SHA != "" {
-		put["sha"] = cur.SHA
+	put := &github.RepositoryContentFileOptions{Message: github.String(msg), Content: data, Branch: github.String(name)}
+	// CreateFile and UpdateFile put the path into the URL unescaped.
+	path := (&url.URL{Path: v.Path}).EscapedPath()
+	if old := cur.GetSHA(); old != "" {
+		put.SHA = github.String(old)
+		_, _, err = c.gh.Repositories.UpdateFile(ctx, c.Owner, c.Repo, path, put)
+	} else {
+		_, _, err = c.gh.Repositories.CreateFile(ctx, c.Owner, c.Repo, path, put)
 	}
-	if err := c.call(ctx, http.MethodPut, c.repoPath("contents/%s", path), put, nil); err != nil {
-		return "", fmt.Errorf("rollback pull request: commit %s: %w", v.Path, err)
+	if err != nil {
+		return "", fmt.Errorf("rollback pull request: commit %s: %w", v.Path, apiError(err))
 	}
-	var pr PullRequest
 	body := fmt.Sprintf("Live `%s` was rolled back to %s (commit %s). Merging this restores that content on `%s` "+
 		"so the branch does not drift from live.", v.Key, v.Label, v.Commit, branch)
-	if err := c.call(ctx, http.MethodPost, c.repoPath("pulls"), map[string]string{
-		"title": fmt.Sprintf("Roll back %s to %s", v.Key, v.Label), "head": name, "base": branch, "body": body,
-	}, &pr); err != nil {
-		return "", fmt.Errorf("rollback pull request: open: %w", err)
+	pr, _, err := c.gh.PullRequests.Create(ctx, c.Owner, c.Repo, &github.NewPullRequest{
+		Title: github.String(fmt.Sprintf("Roll back %s to %s", v.Key, v.Label)),
+		Head:  github.String(name), Base: github.String(branch), Body: github.String(body)})
+	if err != nil {
+		return "", fmt.Errorf("rollback pull request: open: %w", apiError(err))
 	}
-	return pr.HTMLURL, nil
+	return pr.GetHTMLURL(), nil
 }

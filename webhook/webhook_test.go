@@ -2,13 +2,19 @@ package webhook
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -653,3 +659,100 @@ func TestUnknownPullRequestDoesNotBlock(t *testing.T) {
 		t.Errorf("ping behind it: %s", d.State)
 	}
 }
+
+// TestAPIErrors: go-github's errors become *APIError with the status, and
+// Temporary holds for server errors, 429 and both rate limits, not for 404
+// or a plain 403. Each case uses a fresh client: go-github remembers a rate
+// limit and refuses later calls until its reset.
+func TestAPIErrors(t *testing.T) {
+	type answer struct {
+		status int
+		header map[string]string
+		body   string
+	}
+	var mu sync.Mutex
+	var cur answer
+	var paths, auths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		a := cur
+		paths, auths = append(paths, r.URL.Path), append(auths, r.Header.Get("Authorization"))
+		mu.Unlock()
+		for k, v := range a.header {
+			w.Header().Set(k, v)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(a.status)
+		io.WriteString(w, a.body)
+	}))
+	defer srv.Close()
+	reset := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
+	for _, tt := range []struct {
+		name              string
+		a                 answer
+		temporary, rateLt bool
+	}{
+		{"not found", answer{404, nil, `{"message":"Not Found"}`}, false, false},
+		{"bad gateway", answer{502, nil, `{"message":"Server Error"}`}, true, false},
+		{"too many requests", answer{429, nil, `{"message":"Too many requests"}`}, true, false},
+		{"primary rate limit", answer{403, map[string]string{"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0",
+			"X-RateLimit-Reset": reset}, `{"message":"API rate limit exceeded"}`}, true, true},
+		{"secondary rate limit", answer{403, map[string]string{"Retry-After": "60"},
+			`{"message":"You have exceeded a secondary rate limit.","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"}`}, true, true},
+		{"forbidden", answer{403, nil, `{"message":"Resource not accessible by integration"}`}, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			cur = tt.a
+			mu.Unlock()
+			c, err := NewClient(srv.URL, testOwner, testName, StaticToken("ghp_x"), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.PullRequest(context.Background(), 1)
+			var ae *APIError
+			if !errors.As(err, &ae) {
+				t.Fatalf("error %T %v, want *APIError", err, err)
+			}
+			if ae.Status != tt.a.status || ae.Temporary() != tt.temporary || ae.RateLimited != tt.rateLt ||
+				ae.Method != http.MethodGet || ae.Path != "/api/v3/repos/acme/prompts/pulls/1" {
+				t.Errorf("%+v: temporary %v", ae, ae.Temporary())
+			}
+		})
+	}
+	mu.Lock()
+	for i := range paths {
+		if paths[i] != "/api/v3/repos/acme/prompts/pulls/1" || auths[i] != "Bearer ghp_x" {
+			t.Errorf("request %d: %s with %q", i, paths[i], auths[i])
+		}
+	}
+	mu.Unlock()
+
+	// A token that cannot be had sends nothing and surfaces as itself.
+	errMint := errors.New("mint refused")
+	c, _ := NewClient(srv.URL, testOwner, testName, failingToken{errMint}, true)
+	mu.Lock()
+	before := len(paths)
+	mu.Unlock()
+	if _, err := c.CheckRuns(context.Background(), strings.Repeat("a", 40), CheckName); !errors.Is(err, errMint) {
+		t.Errorf("token failure: %v", err)
+	}
+	mu.Lock()
+	if len(paths) != before {
+		t.Errorf("a request was sent without a token")
+	}
+	mu.Unlock()
+
+	// The client's root is APIBase's: api.github.com as is, /api/v3/ else.
+	for _, raw := range []string{"", "https://ghe.example.com", "https://ghe.example.com/api/v3/"} {
+		c, err := NewClient(raw, testOwner, testName, StaticToken("x"), false)
+		want, _ := APIBase(raw)
+		if err != nil || c.gh.BaseURL.String() != want.String() {
+			t.Errorf("NewClient(%q) base %v %v, want %s", raw, c.gh.BaseURL, err, want)
+		}
+	}
+}
+
+type failingToken struct{ err error }
+
+func (f failingToken) Token(context.Context) (string, error) { return "", f.err }

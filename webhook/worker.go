@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-github/v60/github"
+
 	"github.com/promptvault/promptvault/gitstore"
 	"github.com/promptvault/promptvault/index"
 )
@@ -262,27 +264,21 @@ func (w *Worker) has(sha string) bool {
 	return err == nil
 }
 
-type pushEvent struct {
-	Ref     string `json:"ref"`
-	Before  string `json:"before"`
-	After   string `json:"after"`
-	Created bool   `json:"created"`
-	Deleted bool   `json:"deleted"`
-	Forced  bool   `json:"forced"`
-}
-
 // push indexes the tracked branch (promoting under --auto-promote=push);
 // pushes to other branches refresh branch drafts in local mode (in GitHub
 // mode pull request events carry drafts).
 func (w *Worker) push(ctx context.Context, d index.Delivery) error {
-	var ev pushEvent
+	// go-github's event type, decoded directly: the event is known here,
+	// and ParseWebHook would refuse the events it does not know.
+	var ev github.PushEvent
 	if err := json.Unmarshal(d.Body, &ev); err != nil {
 		return fmt.Errorf("%w: push payload: %v", errPermanent, err)
 	}
-	branch, ok := strings.CutPrefix(ev.Ref, "refs/heads/")
+	branch, ok := strings.CutPrefix(ev.GetRef(), "refs/heads/")
 	if !ok {
-		return w.finish(ctx, d, "ignored ref "+ev.Ref)
+		return w.finish(ctx, d, "ignored ref "+ev.GetRef())
 	}
+	before, after := ev.GetBefore(), ev.GetAfter()
 	return w.locked(ctx, func() error {
 		if err := w.fetch(ctx); err != nil {
 			return err
@@ -295,7 +291,7 @@ func (w *Worker) push(ctx context.Context, d index.Delivery) error {
 			}
 			return w.finish(ctx, d, "branch "+branch+" fetched")
 		}
-		if ev.Deleted {
+		if ev.GetDeleted() {
 			w.log.Warn("tracked branch deleted on GitHub; nothing indexed", logDelivery, d.GUID, "branch", branch)
 			return w.finish(ctx, d, "tracked branch deleted")
 		}
@@ -303,28 +299,28 @@ func (w *Worker) push(ctx context.Context, d index.Delivery) error {
 		if err != nil {
 			return fmt.Errorf("%w: push to %s: %v", errLag, branch, err)
 		}
-		if !w.has(ev.After) {
+		if !w.has(after) {
 			// Lagging when the branch still shows the old head; otherwise a
 			// later (force) push moved it on and the sync below indexes that.
-			if old, _ := w.repo.IsAncestor(head, orZero(ev.Before)); head == ev.Before || old {
-				return fmt.Errorf("%w: push %s: commit %s not fetched yet", errLag, branch, ev.After)
+			if old, _ := w.repo.IsAncestor(head, orZero(before)); head == before || old {
+				return fmt.Errorf("%w: push %s: commit %s not fetched yet", errLag, branch, after)
 			}
 		}
 		marked := false
 		cfg := w.cfg
 		cfg.AfterCommit = func(ctx context.Context, tx *index.Tx, ix index.Indexed) error {
-			if marked || ix.Commit.SHA != ev.After {
+			if marked || ix.Commit.SHA != after {
 				return nil
 			}
 			marked = true
-			return tx.FinishDelivery(ctx, d.Seq, "indexed "+ev.After)
+			return tx.FinishDelivery(ctx, d.Seq, "indexed "+after)
 		}
 		res, err := w.db.Sync(ctx, w.repo, cfg)
 		if err != nil {
 			return fmt.Errorf("push to %s: %w", branch, err)
 		}
 		w.log.Info("push indexed", logDelivery, d.GUID, logCommit, res.Head, "commits", res.Commits,
-			"versions", len(res.Versions), "forced", ev.Forced)
+			"versions", len(res.Versions), "forced", ev.GetForced())
 		if marked {
 			return nil
 		}
@@ -337,12 +333,6 @@ func orZero(s string) string {
 		return strings.Repeat("0", 40)
 	}
 	return s
-}
-
-type prEvent struct {
-	Action      string      `json:"action"`
-	Number      int         `json:"number"`
-	PullRequest PullRequest `json:"pull_request"`
 }
 
 func prSource(n int) index.DraftSource {
@@ -359,22 +349,22 @@ func (w *Worker) actor(n int) string { return fmt.Sprintf("github:pr-%d", n) }
 // current state: re-read from the API (payload labels and state can be
 // stale), or taken from the payload in webhook-secret-only mode.
 func (w *Worker) pullRequest(ctx context.Context, d index.Delivery) error {
-	var ev prEvent
+	var ev github.PullRequestEvent
 	if err := json.Unmarshal(d.Body, &ev); err != nil {
 		return fmt.Errorf("%w: pull_request payload: %v", errPermanent, err)
 	}
-	pr := ev.PullRequest
+	pr := pullRequestOf(ev.GetPullRequest())
 	if pr.Number == 0 {
-		pr.Number = ev.Number
+		pr.Number = ev.GetNumber()
 	}
 	if pr.Number == 0 {
 		return fmt.Errorf("%w: pull_request payload without a number", errPermanent)
 	}
-	switch ev.Action {
+	switch ev.GetAction() {
 	case "opened", "synchronize", "reopened", "edited", "labeled", "unlabeled", "ready_for_review", "closed",
 		"converted_to_draft":
 	default:
-		return w.finish(ctx, d, "ignored pull_request "+ev.Action)
+		return w.finish(ctx, d, "ignored pull_request "+ev.GetAction())
 	}
 	if w.gh != nil {
 		fresh, err := w.gh.PullRequest(ctx, pr.Number)
