@@ -128,10 +128,10 @@ func TestKilledBetweenAcceptAndProcessing(t *testing.T) {
 		d, err := tx.Delivery(context.Background(), "crash-guid")
 		return d.State == index.DeliveryProcessing, err
 	})
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	p.cmd.Wait()
+	p.Cmd.Wait()
 	lock.Close()
 
 	p2 := startServe(t, data, args...)

@@ -1,126 +1,38 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/promptvault/promptvault/cmd/promptvault/pvtest"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// binary builds the promptvault command once per test process, for tests
-// that need a real second process (a server beside CLI writers).
-func binary(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "pv-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "promptvault")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
+func binary(t testing.TB) string { return pvtest.Binary(t) }
 
 // serveProc is a running `promptvault serve` subprocess.
 type serveProc struct {
-	cmd  *exec.Cmd
+	*pvtest.Server
 	base string
-	mu   sync.Mutex
-	logs strings.Builder
 }
-
-var listenRE = regexp.MustCompile(`msg=listening addr=(http://[0-9.:]+)`)
 
 // startServe runs serve on a free loopback port and waits until /readyz
-// answers 200. The process is killed by PID when the test ends.
+// answers 200; the process is killed by PID when the test ends.
 func startServe(t testing.TB, data string, extra ...string) *serveProc {
 	t.Helper()
-	args := append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0"}, extra...)
-	p := &serveProc{cmd: exec.Command(binary(t), args...)}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
-		p.cmd.Wait()
-	})
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.logs.WriteString(line + "\n")
-			p.mu.Unlock()
-			if m := listenRE.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	select {
-	case p.base = <-addr:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("serve did not start:\n%s", p.log())
-	}
-	waitFor(t, 20*time.Second, "serve ready", func() bool {
-		resp, err := http.Get(p.base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
-	return p
+	s := pvtest.Serve(t, append([]string{"--data", data, "--addr", "127.0.0.1:0"}, extra...)...)
+	return &serveProc{Server: s, base: s.URL}
 }
 
-func (p *serveProc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
-
-// waitFor polls cond until it holds; the bound only keeps a broken build
-// from hanging, it is not what the test measures.
 func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for time.Since(start) < limit {
-		if cond() {
-			return time.Since(start)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-	return 0
+	return pvtest.WaitFor(t, limit, what, cond)
 }
 
 // get reads a prompt with key and returns the status and decoded body.

@@ -1,17 +1,13 @@
 package client_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/promptvault/promptvault/cmd/promptvault/pvtest"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,85 +16,19 @@ import (
 	"github.com/promptvault/promptvault/resolver/client"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+func pv(t testing.TB, args ...string) string { return pvtest.Run(t, args...) }
 
-// binary builds the real promptvault command once per test process.
-func binary(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "pv-sdk-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "promptvault")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/promptvault/promptvault/cmd/promptvault").CombinedOutput()
-		if err != nil {
-			binErr = errors.New(string(out))
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
-func pv(t testing.TB, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(binary(t), args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("promptvault %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-var listenRE = regexp.MustCompile(`msg=listening addr=(http://[0-9.:]+)`)
-
-// serve starts `promptvault serve` and returns its base URL and PID.
+// serve starts `promptvault serve` on addr and returns its base URL and
+// process; it is killed by PID when the test ends.
 func serve(t testing.TB, data, addr string) (string, *exec.Cmd) {
 	t.Helper()
-	cmd := exec.Command(binary(t), "serve", "--data", data, "--addr", addr, "--reconcile-every", "1h")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-			}
-		}
-	}()
-	select {
-	case base := <-found:
-		return base, cmd
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not start")
-	}
-	return "", nil
+	s := pvtest.Serve(t, "--data", data, "--addr", addr, "--reconcile-every", "1h")
+	return s.URL, s.Cmd
 }
 
 func waitFor(t testing.TB, what string, cond func() bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for time.Since(start) < 15*time.Second {
-		if cond() {
-			return time.Since(start)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-	return 0
+	return pvtest.WaitFor(t, 15*time.Second, what, cond)
 }
 
 func version(t testing.TB, c *client.Client, key string) string {
