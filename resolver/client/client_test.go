@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/promptvault/promptvault/cmd/promptvault/pvtest"
 	"net/url"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/promptvault/promptvault/cmd/promptvault/pvtest"
 	"github.com/promptvault/promptvault/gitstore/gittest"
 	"github.com/promptvault/promptvault/resolver/client"
 )
