@@ -19,6 +19,7 @@ import (
 
 	"github.com/promptvault/promptvault/index"
 	"github.com/promptvault/promptvault/resolver"
+	"github.com/promptvault/promptvault/resolver/metrics"
 )
 
 // Receiver is the http.Handler of POST /webhooks/github. It verifies each
@@ -106,17 +107,17 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			rc.errfn(w, r, fmt.Errorf("%w: over GitHub's %d-byte cap", ErrTooLarge, MaxBody))
+			rc.reject(w, r, fmt.Errorf("%w: over GitHub's %d-byte cap", ErrTooLarge, MaxBody))
 			return
 		}
-		rc.errfn(w, r, fmt.Errorf("%w: read body: %v", ErrBadDelivery, err))
+		rc.reject(w, r, fmt.Errorf("%w: read body: %v", ErrBadDelivery, err))
 		return
 	}
 	// The signature is checked over the raw bytes before anything else is
 	// looked at: an unsigned request learns nothing and records nothing.
 	if !Verify(rc.secret, r.Header.Get("X-Hub-Signature-256"), raw) {
 		rc.log.Warn("webhook signature rejected", logDelivery, r.Header.Get("X-GitHub-Delivery"))
-		rc.errfn(w, r, ErrSignature)
+		rc.reject(w, r, ErrSignature)
 		return
 	}
 	d := index.Delivery{
@@ -125,18 +126,18 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		HookID: r.Header.Get("X-GitHub-Hook-ID"),
 	}
 	if d.GUID == "" || d.Event == "" {
-		rc.errfn(w, r, fmt.Errorf("%w: X-GitHub-Delivery and X-GitHub-Event are required", ErrBadDelivery))
+		rc.reject(w, r, fmt.Errorf("%w: X-GitHub-Delivery and X-GitHub-Event are required", ErrBadDelivery))
 		return
 	}
 	if d.Body, err = payload(r.Header.Get("Content-Type"), raw); err != nil {
-		rc.errfn(w, r, err)
+		rc.reject(w, r, err)
 		return
 	}
 	var head struct {
 		Action string `json:"action"`
 	}
 	if err := json.Unmarshal(d.Body, &head); err != nil {
-		rc.errfn(w, r, fmt.Errorf("%w: payload is not a JSON object: %v", ErrBadDelivery, err))
+		rc.reject(w, r, fmt.Errorf("%w: payload is not a JSON object: %v", ErrBadDelivery, err))
 		return
 	}
 	d.Action = head.Action
@@ -147,13 +148,22 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if dup {
+		metrics.WebhookDelivery("duplicate")
 		rc.log.Info("duplicate delivery acknowledged", logDelivery, d.GUID, logEvent, d.Event)
 	} else {
+		metrics.WebhookDelivery("accepted")
 		rc.log.Debug("delivery accepted", logDelivery, d.GUID, logEvent, d.Event, "action", d.Action)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	fmt.Fprintf(w, "{\"delivery\":%q,\"duplicate\":%t}\n", d.GUID, dup)
+}
+
+// reject answers a delivery that is not accepted (bad signature, too large,
+// malformed) and counts it.
+func (rc *Receiver) reject(w http.ResponseWriter, r *http.Request, err error) {
+	metrics.WebhookDelivery("rejected")
+	rc.errfn(w, r, err)
 }
 
 // payload extracts the JSON document: the body itself, or the "payload"

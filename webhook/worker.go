@@ -15,6 +15,7 @@ import (
 
 	"github.com/promptvault/promptvault/gitstore"
 	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/resolver/metrics"
 )
 
 // Options configures a Worker.
@@ -173,6 +174,7 @@ func (w *Worker) Drain(ctx context.Context) (wait time.Duration, err error) {
 // handled strictly in order: one waiting for a retry holds back the later
 // ones, so a synchronize is never applied after the close that follows it.
 func (w *Worker) Step(ctx context.Context) (processed bool, wait time.Duration, err error) {
+	w.reportQueue(ctx)
 	d, ok, err := w.db.NextDelivery(ctx)
 	if err != nil || !ok {
 		return false, 0, err
@@ -186,6 +188,7 @@ func (w *Worker) Step(ctx context.Context) (processed bool, wait time.Duration, 
 	d.Attempts++
 	perr := w.process(ctx, d)
 	if perr == nil {
+		metrics.WebhookDelivery("processed")
 		return true, 0, nil
 	}
 	if ctx.Err() != nil {
@@ -201,13 +204,28 @@ func (w *Worker) Step(ctx context.Context) (processed bool, wait time.Duration, 
 	notFound := errors.As(perr, &ae) && ae.Status == http.StatusNotFound
 	if errors.Is(perr, errPermanent) || notFound || d.Attempts >= w.opts.MaxAttempts {
 		w.log.Error("delivery failed", logDelivery, d.GUID, logEvent, d.Event, "attempts", d.Attempts, logErr, perr)
+		metrics.WebhookDelivery("failed")
 		return true, 0, w.db.FailDelivery(ctx, d.Seq, perr.Error())
 	}
+	metrics.WebhookDelivery("retried")
 	next := w.opts.Backoff(d.Attempts)
 	w.log.Warn("delivery will be retried", logDelivery, d.GUID, logEvent, d.Event, "attempt", d.Attempts,
 		"in", next.String(), logErr, perr)
 	// Not "processed": the caller waits for the retry instead of spinning.
 	return false, next, w.db.RetryDelivery(ctx, d.Seq, time.Now().Add(next), perr.Error())
+}
+
+// reportQueue publishes how many accepted deliveries wait (a count on an
+// indexed column, once per step).
+func (w *Worker) reportQueue(ctx context.Context) {
+	var n int
+	err := w.db.View(ctx, func(tx *index.Tx) (err error) {
+		n, err = tx.CountDeliveries(ctx, index.DeliveryPending)
+		return err
+	})
+	if err == nil {
+		metrics.SetWebhookQueueDepth(n)
+	}
 }
 
 // finish marks d done in a transaction of its own (for deliveries whose
