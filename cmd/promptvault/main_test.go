@@ -57,24 +57,9 @@ func decode(t testing.TB, s string, v any) {
 	}
 }
 
-// sample is a repository with two prompts, three versions of one, an
-// invalid commit and a branch draft.
-func sample(t testing.TB) *gittest.Repo {
-	t.Helper()
-	g := gittest.New(t)
-	g.Write("prompts/support/summarize.yaml", gittest.Prompt("Summarize"))
-	g.Write("prompts/greet.yaml", gittest.Prompt("Hello"))
-	g.Commit("Add summarize and greet")
-	g.Write("prompts/support/summarize.yaml", gittest.Prompt("Summarize briefly"))
-	g.CommitAs("Grace Hopper", "grace@example.com", "Shorter summaries")
-	g.Write("prompts/support/summarize.yaml", "template: hi\ntemperature: 7\n")
-	g.Commit("Too hot")
-	g.Git("checkout", "-q", "-b", "tone")
-	g.Write("prompts/greet.yaml", gittest.Prompt("Hi there"))
-	g.Commit("Friendlier greeting")
-	g.Git("checkout", "-q", "main")
-	return g
-}
+// sample is gittest.Sample: two prompts, three versions of one (the last
+// invalid) and a branch draft.
+func sample(t testing.TB) *gittest.Repo { return gittest.Sample(t) }
 
 func TestSyncListShowWithRememberedConfig(t *testing.T) {
 	g := sample(t)

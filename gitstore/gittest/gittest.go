@@ -91,6 +91,28 @@ func (g *Repo) CommitAs(name, email, msg string) string {
 // Head is the SHA of HEAD.
 func (g *Repo) Head() string { return g.Git("rev-parse", "HEAD") }
 
+// Sample builds the repository most end-to-end tests start from:
+// prompts/support/summarize.yaml with v1 "Add prompts", v2 "Shorter
+// summaries" (by Grace Hopper) and an invalid v3 "Too hot";
+// prompts/greet.yaml with v1; and a branch "tone" changing greet (a draft).
+// HEAD is back on main.
+func Sample(t testing.TB) *Repo {
+	t.Helper()
+	g := New(t)
+	g.Write("prompts/support/summarize.yaml", Prompt("Summarize"))
+	g.Write("prompts/greet.yaml", Prompt("Hello"))
+	g.Commit("Add prompts")
+	g.Write("prompts/support/summarize.yaml", Prompt("Summarize briefly"))
+	g.CommitAs("Grace Hopper", "grace@example.com", "Shorter summaries")
+	g.Write("prompts/support/summarize.yaml", "template: hi\ntemperature: 7\n")
+	g.Commit("Too hot")
+	g.Git("checkout", "-q", "-b", "tone")
+	g.Write("prompts/greet.yaml", Prompt("Hi there"))
+	g.Commit("Friendlier greeting")
+	g.Git("checkout", "-q", "main")
+	return g
+}
+
 // Prompt is a small valid prompt file whose template starts with text.
 func Prompt(text string) string {
 	return "model: gpt-4o\ntemperature: 0.2\ntemplate: |\n  " + text + " {{ input }}\n"

@@ -50,20 +50,9 @@ func newTestEnv(t testing.TB) *testEnv {
 		t.Skip("git CLI not installed")
 	}
 	ctx := context.Background()
-	e := &testEnv{g: gittest.New(t), keys: map[string]string{}, keyIDs: map[string]string{},
+	e := &testEnv{g: gittest.Sample(t), keys: map[string]string{}, keyIDs: map[string]string{},
 		cfg: index.Config{Branch: "main", PromptsDir: "prompts", BranchDrafts: true, AutoPromote: index.AutoNone}}
 	g := e.g
-	g.Write("prompts/support/summarize.yaml", gittest.Prompt("Summarize"))
-	g.Write("prompts/greet.yaml", gittest.Prompt("Hello"))
-	g.Commit("Add prompts")
-	g.Write("prompts/support/summarize.yaml", gittest.Prompt("Summarize briefly"))
-	g.CommitAs("Grace Hopper", "grace@example.com", "Shorter summaries")
-	g.Write("prompts/support/summarize.yaml", "template: hi\ntemperature: 7\n")
-	g.Commit("Too hot")
-	g.Git("checkout", "-q", "-b", "tone")
-	g.Write("prompts/greet.yaml", gittest.Prompt("Hi there"))
-	g.Commit("Friendlier greeting")
-	g.Git("checkout", "-q", "main")
 
 	dir := t.TempDir()
 	var err error
