@@ -7,28 +7,28 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/promptvault/promptvault/resolver/promptfile"
+	"github.com/promptvault/promptvault"
 )
 
 // Version is one published version or one draft of a prompt.
 type Version struct {
-	Key       string               `json:"key"`
-	Label     string               `json:"version"` // "v7" or "draft:<name>"
-	Number    int                  `json:"-"`       // 0 for drafts
-	Commit    string               `json:"commit"`
-	Path      string               `json:"path"`
-	BlobSHA   string               `json:"blob"`
-	SHA256    string               `json:"sha256"`
-	Size      int64                `json:"size"`
-	Message   string               `json:"message"`
-	Author    string               `json:"author"`
-	CreatedAt string               `json:"created_at"`
-	Valid     bool                 `json:"valid"`
-	Problems  []promptfile.Problem `json:"problems"`
-	Draft     bool                 `json:"draft"`
-	Source    string               `json:"origin,omitempty"` // drafts: "branch:x" / "pr:n"
-	Base      string               `json:"base,omitempty"`   // drafts: merge base with the tracked branch
-	Deleted   bool                 `json:"deleted,omitempty"`
+	Key       string                `json:"key"`
+	Label     string                `json:"version"` // "v7" or "draft:<name>"
+	Number    int                   `json:"-"`       // 0 for drafts
+	Commit    string                `json:"commit"`
+	Path      string                `json:"path"`
+	BlobSHA   string                `json:"blob"`
+	SHA256    string                `json:"sha256"`
+	Size      int64                 `json:"size"`
+	Message   string                `json:"message"`
+	Author    string                `json:"author"`
+	CreatedAt string                `json:"created_at"`
+	Valid     bool                  `json:"valid"`
+	Problems  []promptvault.Problem `json:"problems"`
+	Draft     bool                  `json:"draft"`
+	Source    string                `json:"origin,omitempty"` // drafts: "branch:x" / "pr:n"
+	Base      string                `json:"base,omitempty"`   // drafts: merge base with the tracked branch
+	Deleted   bool                  `json:"deleted,omitempty"`
 }
 
 // MarshalJSON writes number as null for drafts, as the read API does.

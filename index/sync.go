@@ -15,8 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/promptvault/promptvault"
 	"github.com/promptvault/promptvault/gitstore"
-	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
 // Config says what to index from the mirror.
@@ -371,7 +371,7 @@ func (db *DB) writeBatch(ctx context.Context, st *syncState, p preparedBatch, re
 type checked struct {
 	sum      string
 	size     int64
-	problems []promptfile.Problem
+	problems []promptvault.Problem
 	err      error
 }
 
@@ -451,19 +451,19 @@ func checkBlob(repo *gitstore.Repo, p, blob string) *checked {
 	h := sha256.Sum256(data)
 	c.sum = hex.EncodeToString(h[:])
 	c.size = int64(len(data))
-	if _, err := promptfile.Parse(p, data); err != nil {
-		var ps *promptfile.Problems
+	if _, err := promptvault.Parse(p, data); err != nil {
+		var ps *promptvault.Problems
 		if errors.As(err, &ps) {
 			c.problems = ps.List
 		} else {
-			c.problems = []promptfile.Problem{{Path: p, Message: err.Error()}}
+			c.problems = []promptvault.Problem{{Path: p, Message: err.Error()}}
 		}
 	}
 	return c
 }
 
-func problemsFor(p string, c *checked) []promptfile.Problem {
-	out := make([]promptfile.Problem, len(c.problems))
+func problemsFor(p string, c *checked) []promptvault.Problem {
+	out := make([]promptvault.Problem, len(c.problems))
 	for i, x := range c.problems {
 		x.Path = p
 		out[i] = x
@@ -478,7 +478,7 @@ func (st *syncState) keyOf(p string) (key string, ok bool, err error) {
 	if !found {
 		return "", false, nil
 	}
-	return promptfile.KeyFromPath(rel)
+	return promptvault.KeyFromPath(rel)
 }
 
 func (st *syncState) lastNumber(ctx context.Context, tx *Tx, key string) (int, error) {
@@ -572,7 +572,7 @@ func (st *syncState) apply(ctx context.Context, tx *Tx, c gitstore.Commit, chang
 		}
 		probs := problemsFor(add.Path, chk)
 		for _, other := range e.adds[1:] {
-			probs = append(probs, promptfile.Problem{Path: other.Path,
+			probs = append(probs, promptvault.Problem{Path: other.Path,
 				Message: fmt.Sprintf("%s and %s both define prompt %q; keep one", add.Path, other.Path, key)})
 		}
 		n, err := st.lastNumber(ctx, tx, key)
@@ -674,9 +674,9 @@ func firstLine(s string) string {
 	return s
 }
 
-func nonNil(p []promptfile.Problem) []promptfile.Problem {
+func nonNil(p []promptvault.Problem) []promptvault.Problem {
 	if p == nil {
-		return []promptfile.Problem{}
+		return []promptvault.Problem{}
 	}
 	return p
 }

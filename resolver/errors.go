@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/promptvault/promptvault"
 	"github.com/promptvault/promptvault/index"
-	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
 // Sentinel errors detected by the HTTP layer. index's sentinels
@@ -28,7 +28,7 @@ var (
 )
 
 // errorTable is the only place a status is chosen. The first entry whose
-// error errors.Is the returned error wins; *promptfile.Problems and
+// error errors.Is the returned error wins; *promptvault.Problems and
 // *http.MaxBytesError are checked by type before it. Anything not listed is
 // 500 internal: logged, never echoed, because its text may name files,
 // SQL or Git objects.
@@ -47,8 +47,8 @@ var errorTable = []struct {
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
 	{ErrNotReady, http.StatusServiceUnavailable, "not_ready"},
-	{promptfile.ErrRender, http.StatusUnprocessableEntity, "render_failed"},
-	{promptfile.ErrBusy, http.StatusServiceUnavailable, "busy"},
+	{promptvault.ErrRender, http.StatusUnprocessableEntity, "render_failed"},
+	{promptvault.ErrBusy, http.StatusServiceUnavailable, "busy"},
 }
 
 // ErrorBody is the JSON of every error response: {"error": {...}}.
@@ -60,21 +60,21 @@ type ErrorBody struct {
 // validation problem of a 422 validation_failed about a prompt file; Errors
 // every problem with a render's variables, each at its JSON pointer.
 type ErrorDetail struct {
-	Code     string                     `json:"code"`
-	Message  string                     `json:"message"`
-	Problems []promptfile.Problem       `json:"problems,omitempty"`
-	Errors   []promptfile.VariableError `json:"errors,omitempty"`
+	Code     string                      `json:"code"`
+	Message  string                      `json:"message"`
+	Problems []promptvault.Problem       `json:"problems,omitempty"`
+	Errors   []promptvault.VariableError `json:"errors,omitempty"`
 }
 
 // Classify returns the status, code and client-facing message for err, and
 // the validation problems it carries. Unknown errors are 500 "internal" with
 // a fixed message.
 func Classify(err error) (status int, detail ErrorDetail) {
-	var probs *promptfile.Problems
+	var probs *promptvault.Problems
 	if errors.As(err, &probs) {
 		return http.StatusUnprocessableEntity, ErrorDetail{Code: "validation_failed", Message: err.Error(), Problems: probs.List}
 	}
-	var ve *promptfile.VariablesError
+	var ve *promptvault.VariablesError
 	if errors.As(err, &ve) {
 		return http.StatusUnprocessableEntity, ErrorDetail{Code: "validation_failed", Message: err.Error(), Errors: ve.List}
 	}
@@ -113,7 +113,7 @@ func writeError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err er
 	delete(hdr, "Content-Length")
 	hdr["Content-Type"] = hdrJSON
 	hdr["Cache-Control"] = hdrNoStore
-	if status == http.StatusServiceUnavailable && errors.Is(err, promptfile.ErrBusy) {
+	if status == http.StatusServiceUnavailable && errors.Is(err, promptvault.ErrBusy) {
 		hdr["Retry-After"] = []string{"1"}
 	}
 	if status == http.StatusUnauthorized {

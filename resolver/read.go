@@ -8,9 +8,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/promptvault/promptvault"
 	"github.com/promptvault/promptvault/index"
 	"github.com/promptvault/promptvault/resolver/metrics"
-	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
 // read answers GET /v1/prompts/{key}[?version=vN].
@@ -95,12 +95,12 @@ func (h *Handler) pick(ctx context.Context, s *snapshot, k *apiKey, key, rawQuer
 	return d, nil
 }
 
-// checkKey reports a key that cannot exist as 400, with promptfile's
+// checkKey reports a key that cannot exist as 400, with promptvault's
 // reason. (ValidateKey's *Problems would be a 422 about a file.)
 func checkKey(key string) error {
-	if err := promptfile.ValidateKey(key); err != nil {
+	if err := promptvault.ValidateKey(key); err != nil {
 		msg := err.Error()
-		if p, ok := err.(*promptfile.Problems); ok && len(p.List) > 0 {
+		if p, ok := err.(*promptvault.Problems); ok && len(p.List) > 0 {
 			msg = p.List[0].Message
 		}
 		return fmt.Errorf("%w: invalid prompt key in path: %s", index.ErrInvalid, msg)
@@ -153,7 +153,7 @@ func (h *Handler) pinnedDoc(ctx context.Context, key string, n int) (*doc, error
 		return nil, err
 	}
 	if !v.Valid {
-		d := &doc{err: fmt.Errorf("%s %s: %w: %w", key, v.Label, index.ErrInvalidVersion, &promptfile.Problems{List: v.Problems})}
+		d := &doc{err: fmt.Errorf("%s %s: %w: %w", key, v.Label, index.ErrInvalidVersion, &promptvault.Problems{List: v.Problems})}
 		h.pinned.put(pk, d)
 		return nil, d.err
 	}

@@ -9,9 +9,9 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/promptvault/promptvault"
 	"github.com/promptvault/promptvault/index"
 	"github.com/promptvault/promptvault/resolver/metrics"
-	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
 // RenderSuffix ends the render route: POST /v1/prompts/{key}/render. Keys
@@ -31,18 +31,18 @@ type renderRequest struct {
 // renderResponse is SPEC §3's render answer. Every field is always present
 // (null when the prompt leaves it unset) so clients see one shape.
 type renderResponse struct {
-	Key           string               `json:"key"`
-	Env           string               `json:"env"`
-	Version       string               `json:"version"`
-	Messages      []promptfile.Message `json:"messages"`
-	Model         *string              `json:"model"`
-	FallbackModel *string              `json:"fallback_model"`
-	Temperature   *float64             `json:"temperature"`
-	MaxTokens     *int                 `json:"max_tokens"`
-	TopP          *float64             `json:"top_p"`
-	OutputSchema  map[string]any       `json:"output_schema"`
-	CacheTimeout  *int                 `json:"cache_timeout"`
-	Config        map[string]any       `json:"config"`
+	Key           string                `json:"key"`
+	Env           string                `json:"env"`
+	Version       string                `json:"version"`
+	Messages      []promptvault.Message `json:"messages"`
+	Model         *string               `json:"model"`
+	FallbackModel *string               `json:"fallback_model"`
+	Temperature   *float64              `json:"temperature"`
+	MaxTokens     *int                  `json:"max_tokens"`
+	TopP          *float64              `json:"top_p"`
+	OutputSchema  map[string]any        `json:"output_schema"`
+	CacheTimeout  *int                  `json:"cache_timeout"`
+	Config        map[string]any        `json:"config"`
 }
 
 func isRender(r *http.Request) bool {
@@ -135,11 +135,11 @@ func nonEmpty(s string) *string {
 // renderErrorReason names a failed render for metrics (one of
 // metrics.RenderReasons), never the message.
 func renderErrorReason(err error) string {
-	var ve *promptfile.VariablesError
+	var ve *promptvault.VariablesError
 	switch {
 	case errors.As(err, &ve):
 		return "validation"
-	case errors.Is(err, promptfile.ErrRender):
+	case errors.Is(err, promptvault.ErrRender):
 		return "render_failed"
 	default:
 		return "other" // busy, or the client went away

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/promptvault/promptvault"
 	"github.com/promptvault/promptvault/index"
-	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
 // Prompts for render tests, committed on top of the standard test repo.
@@ -133,28 +133,28 @@ func TestRender(t *testing.T) {
 	addRenderPrompts(t, env)
 	for _, tt := range []struct {
 		name, key, vars string
-		want            []promptfile.Message
+		want            []promptvault.Message
 	}{
 		{"defaults nested objects loops conditionals tojson", "render/rich",
 			`{"tickets": [{"title": "login fails"}, {"title": "slow"}], "meta": {"b": 1, "a": [true, null]}}`,
-			[]promptfile.Message{
+			[]promptvault.Message{
 				{Role: "system", Content: "You are Ada, tone neutral."},
 				{Role: "user", Content: "Summarize in 3 sentences:\n1. LOGIN FAILS; 2. SLOW\n{\"a\":[true,null],\"b\":1}"},
 			}},
 		{"given values win over defaults", "render/rich",
 			`{"urgent": true, "max_sentences": 2, "persona": {"name": "Bo", "tone": "dry"}, "tickets": [], "meta": {}}`,
-			[]promptfile.Message{
+			[]promptvault.Message{
 				{Role: "system", Content: "You are Bo, tone dry."},
 				{Role: "user", Content: "URGENT Summarize in 2 sentences:\n\n{}"},
 			}},
 		{"chat messages", "render/chat", `{"question": "Why?"}`,
-			[]promptfile.Message{
+			[]promptvault.Message{
 				{Role: "system", Content: "You answer in English."},
 				{Role: "user", Content: "Why?"},
 				{Role: "assistant", Content: "read, think"},
 			}},
 		{"extra variables without a schema", "render/loose", `{"name": "Ada", "unused": 1}`,
-			[]promptfile.Message{{Role: "user", Content: "Hi Ada"}}},
+			[]promptvault.Message{{Role: "user", Content: "Hi Ada"}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := env.renderAs(t, index.KeyLive, tt.key, tt.vars)
@@ -226,22 +226,22 @@ func TestRender(t *testing.T) {
 
 	for _, tt := range []struct {
 		name, key, vars string
-		want            []promptfile.VariableError
+		want            []promptvault.VariableError
 	}{
-		{"missing required", "render/rich", `{"tickets": [{}]}`, []promptfile.VariableError{
+		{"missing required", "render/rich", `{"tickets": [{}]}`, []promptvault.VariableError{
 			{Path: "", Message: "missing property 'meta'"},
 			{Path: "/tickets/0", Message: "missing property 'title'"},
 		}},
 		{"wrong types and extra variables, every error with its path", "render/rich",
 			`{"tickets": "no", "meta": 1, "max_sentences": 0, "persona": {"name": 5}, "extra": 1}`,
-			[]promptfile.VariableError{
+			[]promptvault.VariableError{
 				{Path: "", Message: "additional properties 'extra' not allowed"},
 				{Path: "/max_sentences", Message: "minimum: got 0, want 1"},
 				{Path: "/meta", Message: "got number, want object"},
 				{Path: "/persona/name", Message: "got number, want string"},
 				{Path: "/tickets", Message: "got string, want array"},
 			}},
-		{"undefined variable is an error, not an empty string", "render/loose", `{}`, []promptfile.VariableError{
+		{"undefined variable is an error, not an empty string", "render/loose", `{}`, []promptvault.VariableError{
 			{Path: "/name", Message: `template uses variable "name", which was not given and has no default`},
 		}},
 	} {

@@ -29,7 +29,7 @@
 // gorilla's matching).
 //
 // Resolver knows the index (pointers, versions, keys), gitstore (blobs by
-// SHA) and promptfile (parsing a blob into the "prompt" object); it writes
+// SHA) and promptvault (parsing a blob into the "prompt" object); it writes
 // to the index only the keys' last-used times.
 package resolver
 
@@ -47,9 +47,9 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/promptvault/promptvault"
 	"github.com/promptvault/promptvault/gitstore"
 	"github.com/promptvault/promptvault/index"
-	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
 // PromptsPrefix is the path prefix of the read route; the rest of the path
@@ -101,7 +101,7 @@ type Options struct {
 	// PinnedDocs bounds the documents of ?version= reads kept in memory
 	// (DefaultPinnedDocs when 0).
 	PinnedDocs int
-	// RenderTimeout and RenderMaxBytes bound each render (promptfile's
+	// RenderTimeout and RenderMaxBytes bound each render (promptvault's
 	// defaults, 100 ms and 256 KB, when 0).
 	RenderTimeout  time.Duration
 	RenderMaxBytes int
@@ -130,7 +130,7 @@ type Handler struct {
 	pinned  *pinnedCache
 	prompts *promptCache
 	// renderLimits bound every render; their Gate is shared.
-	renderLimits promptfile.Limits
+	renderLimits promptvault.Limits
 	hub          *hub
 	reloadMu     sync.Mutex // serialises snapshot rebuilds; guards seq and retired
 	seq          int64      // change feed position the snapshot reflects
@@ -169,10 +169,10 @@ func New(ctx context.Context, opts Options) (*Handler, error) {
 	}
 	wait := opts.RenderTimeout
 	if wait <= 0 {
-		wait = promptfile.DefaultRenderTimeout
+		wait = promptvault.DefaultRenderTimeout
 	}
-	h.renderLimits = promptfile.Limits{Timeout: opts.RenderTimeout, MaxOutput: opts.RenderMaxBytes,
-		Gate: promptfile.NewGate(conc, wait)}
+	h.renderLimits = promptvault.Limits{Timeout: opts.RenderTimeout, MaxOutput: opts.RenderMaxBytes,
+		Gate: promptvault.NewGate(conc, wait)}
 	h.hub = newHub(h.log, opts.EventPing, opts.EventBuffer)
 	h.router = mux.NewRouter()
 	h.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

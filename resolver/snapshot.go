@@ -12,8 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/promptvault/promptvault"
 	"github.com/promptvault/promptvault/index"
-	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
 // snapshot is everything a read needs. It is never modified after it is
@@ -39,10 +39,10 @@ type doc struct {
 	archived bool          // the pointer marks a deletion: 404 prompt_archived
 	err      error         // building failed (reads answer 500) or, pinned, the version is invalid (422)
 	body     []byte
-	prompt   *promptfile.Prompt // parsed once per version: renders reuse its templates
-	etag     string             // strong entity tag, quoted
-	etagHdr  []string           // {etag}
-	lenHdr   []string           // {len(body)}
+	prompt   *promptvault.Prompt // parsed once per version: renders reuse its templates
+	etag     string              // strong entity tag, quoted
+	etagHdr  []string            // {etag}
+	lenHdr   []string            // {len(body)}
 }
 
 // readDoc is the response body of GET /v1/prompts/{key} (SPEC §3), fields
@@ -120,7 +120,7 @@ func encodeJSON(v any) ([]byte, error) {
 // from the mirror, checked against the indexed SHA-256, parsed; and the
 // parsed prompt, whose templates renders use. Results are cached by blob,
 // so a pointer flipping between two versions reparses nothing.
-func (h *Handler) promptJSON(key, blob, sum string) (json.RawMessage, *promptfile.Prompt, error) {
+func (h *Handler) promptJSON(key, blob, sum string) (json.RawMessage, *promptvault.Prompt, error) {
 	if c, ok := h.prompts.get(blob); ok {
 		return c.json, c.prompt, nil
 	}
@@ -131,7 +131,7 @@ func (h *Handler) promptJSON(key, blob, sum string) (json.RawMessage, *promptfil
 	if got := sha256.Sum256(data); sum != "" && hex.EncodeToString(got[:]) != sum {
 		return nil, nil, fmt.Errorf("blob %s has sha256 %x; the index says %s", blob, got, sum)
 	}
-	p, err := promptfile.Parse(key, data)
+	p, err := promptvault.Parse(key, data)
 	if err != nil {
 		// Only valid versions become pointers, so this is a parser that
 		// grew stricter since indexing: an operator's problem, not the
@@ -459,7 +459,7 @@ type promptCache struct {
 
 type cachedPrompt struct {
 	json   json.RawMessage
-	prompt *promptfile.Prompt
+	prompt *promptvault.Prompt
 }
 
 func newPromptCache(n int) *promptCache {

@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/promptvault/promptvault"
 	"github.com/promptvault/promptvault/index"
-	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
 // maxAnnotations is GitHub's cap per check run request; the rest follow in
@@ -43,7 +43,7 @@ type FieldChange struct {
 
 // FieldDiff compares two parsed prompts field by field through their JSON
 // encoding (the read API's "prompt" object). Either may be nil (absent).
-func FieldDiff(from, to *promptfile.Prompt) ([]FieldChange, error) {
+func FieldDiff(from, to *promptvault.Prompt) ([]FieldChange, error) {
 	a, err := fieldsOf(from)
 	if err != nil {
 		return nil, err
@@ -61,7 +61,7 @@ func FieldDiff(from, to *promptfile.Prompt) ([]FieldChange, error) {
 	return out, nil
 }
 
-func fieldsOf(p *promptfile.Prompt) (map[string]json.RawMessage, error) {
+func fieldsOf(p *promptvault.Prompt) (map[string]json.RawMessage, error) {
 	m := map[string]json.RawMessage{}
 	if p == nil {
 		return m, nil
@@ -85,7 +85,7 @@ func fieldsOf(p *promptfile.Prompt) (map[string]json.RawMessage, error) {
 }
 
 // parseBlob parses a blob as a prompt file; nil when absent or invalid.
-func (w *Worker) parseBlob(path, blob string) *promptfile.Prompt {
+func (w *Worker) parseBlob(path, blob string) *promptvault.Prompt {
 	if blob == "" {
 		return nil
 	}
@@ -93,7 +93,7 @@ func (w *Worker) parseBlob(path, blob string) *promptfile.Prompt {
 	if err != nil {
 		return nil
 	}
-	p, err := promptfile.Parse(path, data)
+	p, err := promptvault.Parse(path, data)
 	if err != nil {
 		return nil
 	}
@@ -178,7 +178,7 @@ func (w *Worker) buildReport(ctx context.Context, src index.DraftSource) (report
 				rep.annotations = append(rep.annotations, a)
 			}
 		default:
-			var from *promptfile.Prompt
+			var from *promptvault.Prompt
 			fromLabel := "(none)"
 			if r.isLive && !r.live.Archived {
 				from = w.parseBlob(r.draft.Path, r.live.BlobSHA)

@@ -11,10 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/promptvault/promptvault"
 	"github.com/promptvault/promptvault/gitstore"
 	"github.com/promptvault/promptvault/resolver/admin"
 	"github.com/promptvault/promptvault/resolver/metrics"
-	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
 // pointerMovePoll is how often serve looks for pointer moves to count;
@@ -59,7 +59,7 @@ side-by-side rows.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			key := args[0]
-			if err := promptfile.ValidateKey(key); err != nil {
+			if err := promptvault.ValidateKey(key); err != nil {
 				return err
 			}
 			var doc admin.DiffDoc

@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/promptvault/promptvault"
 	"github.com/promptvault/promptvault/index"
-	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
 // actor names the person behind a CLI change in the audit log.
@@ -47,7 +47,7 @@ func (c *cli) change(ctx context.Context, what string, fn func(ctx context.Conte
 }
 
 func keyArg(args []string) (string, error) {
-	return args[0], promptfile.ValidateKey(args[0])
+	return args[0], promptvault.ValidateKey(args[0])
 }
 
 func (c *cli) promoteCmd() *cobra.Command {

@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/promptvault/promptvault"
 	"github.com/promptvault/promptvault/index"
-	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
 func (c *cli) promptsCmd() *cobra.Command {
@@ -56,7 +56,7 @@ func (c *cli) versionsCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			key := args[0]
-			if err := promptfile.ValidateKey(key); err != nil {
+			if err := promptvault.ValidateKey(key); err != nil {
 				return err
 			}
 			var drafts, vs []index.Version
@@ -108,7 +108,7 @@ version is shown.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			key := args[0]
-			if err := promptfile.ValidateKey(key); err != nil {
+			if err := promptvault.ValidateKey(key); err != nil {
 				return err
 			}
 			d, err := c.openData(ctx, false)

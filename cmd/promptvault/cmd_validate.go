@@ -12,15 +12,15 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/promptvault/promptvault/resolver/promptfile"
+	"github.com/promptvault/promptvault"
 )
 
 // fileReport is validate's verdict on one file.
 type fileReport struct {
-	Path     string               `json:"path"`
-	Key      string               `json:"key,omitempty"`
-	Valid    bool                 `json:"valid"`
-	Problems []promptfile.Problem `json:"problems"`
+	Path     string                `json:"path"`
+	Key      string                `json:"key,omitempty"`
+	Valid    bool                  `json:"valid"`
+	Problems []promptvault.Problem `json:"problems"`
 }
 
 func (c *cli) validateCmd() *cobra.Command {
@@ -146,24 +146,24 @@ func (c *cli) validatePath(p string) ([]fileReport, error) {
 func (c *cli) validateFile(p string, st fs.FileInfo) fileReport {
 	r := fileReport{Path: p}
 	fail := func(msg string) fileReport {
-		r.Problems = append(r.Problems, promptfile.Problem{Path: p, Message: msg})
+		r.Problems = append(r.Problems, promptvault.Problem{Path: p, Message: msg})
 		return r
 	}
 	if !st.Mode().IsRegular() {
 		return fail("not a regular file (symbolic links and devices are not prompt files)")
 	}
 	if rel, ok := c.relToPromptsDir(p); ok {
-		key, isPrompt, err := promptfile.KeyFromPath(rel)
+		key, isPrompt, err := promptvault.KeyFromPath(rel)
 		switch {
 		case err != nil:
-			var ps *promptfile.Problems
+			var ps *promptvault.Problems
 			if errors.As(err, &ps) {
 				for _, x := range ps.List {
 					x.Path = p
 					r.Problems = append(r.Problems, x)
 				}
 			} else {
-				r.Problems = append(r.Problems, promptfile.Problem{Path: p, Message: err.Error()})
+				r.Problems = append(r.Problems, promptvault.Problem{Path: p, Message: err.Error()})
 			}
 		case !isPrompt:
 			return fail("not a prompt file: want a .yaml or .yml extension")
@@ -178,24 +178,24 @@ func (c *cli) validateFile(p string, st fs.FileInfo) fileReport {
 	defer f.Close()
 	// Read one byte past the limit: Parse reports the size problem itself,
 	// without this process holding a huge file in memory.
-	data, err := io.ReadAll(io.LimitReader(f, promptfile.MaxFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, promptvault.MaxFileSize+1))
 	if err != nil {
 		return fail(err.Error())
 	}
-	if st.Size() > promptfile.MaxFileSize {
-		r.Problems = append(r.Problems, promptfile.Problem{Path: p,
-			Message: fmt.Sprintf("file is %d bytes; the limit is %d", st.Size(), promptfile.MaxFileSize)})
-	} else if _, err := promptfile.Parse(p, data); err != nil {
-		var ps *promptfile.Problems
+	if st.Size() > promptvault.MaxFileSize {
+		r.Problems = append(r.Problems, promptvault.Problem{Path: p,
+			Message: fmt.Sprintf("file is %d bytes; the limit is %d", st.Size(), promptvault.MaxFileSize)})
+	} else if _, err := promptvault.Parse(p, data); err != nil {
+		var ps *promptvault.Problems
 		if errors.As(err, &ps) {
 			r.Problems = append(r.Problems, ps.List...)
 		} else {
-			r.Problems = append(r.Problems, promptfile.Problem{Path: p, Message: err.Error()})
+			r.Problems = append(r.Problems, promptvault.Problem{Path: p, Message: err.Error()})
 		}
 	}
 	r.Valid = len(r.Problems) == 0
 	if r.Problems == nil {
-		r.Problems = []promptfile.Problem{}
+		r.Problems = []promptvault.Problem{}
 	}
 	return r
 }

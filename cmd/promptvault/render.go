@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/promptvault/promptvault/resolver/promptfile"
+	"github.com/promptvault/promptvault"
 )
 
 // Render limits for serve (SPEC §3). As flags on the serve command they
@@ -21,9 +21,9 @@ func init() {
 			if cmd.Name() != "serve" {
 				continue
 			}
-			cmd.Flags().DurationVar(&renderFlags.timeout, "render-timeout", promptfile.DefaultRenderTimeout,
+			cmd.Flags().DurationVar(&renderFlags.timeout, "render-timeout", promptvault.DefaultRenderTimeout,
 				"longest a POST /v1/prompts/{key}/render may take; past it the answer is 422 render_failed")
-			cmd.Flags().IntVar(&renderFlags.maxBytes, "render-max-bytes", promptfile.DefaultMaxOutput,
+			cmd.Flags().IntVar(&renderFlags.maxBytes, "render-max-bytes", promptvault.DefaultMaxOutput,
 				"largest rendered output (all messages together) in bytes; past it the answer is 422 render_failed")
 		}
 	})

@@ -14,9 +14,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/promptvault/promptvault"
 	"github.com/promptvault/promptvault/index"
 	"github.com/promptvault/promptvault/resolver"
-	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
 // endpoint is one method of one route, called after authentication.
@@ -273,22 +273,22 @@ func (h *Handler) listPrompts(w http.ResponseWriter, r *http.Request, _ caller, 
 // versionView is index.Version as the admin API shows it (index.Version's
 // own MarshalJSON would be promoted by embedding, hiding added fields).
 type versionView struct {
-	Key       string               `json:"key"`
-	Version   string               `json:"version"`
-	Number    *int                 `json:"number"`
-	Draft     bool                 `json:"draft"`
-	Commit    string               `json:"commit"`
-	Path      string               `json:"path"`
-	SHA256    string               `json:"sha256"`
-	Size      int64                `json:"size"`
-	Message   string               `json:"message"`
-	Author    string               `json:"author"`
-	CreatedAt string               `json:"created_at"`
-	Valid     bool                 `json:"valid"`
-	Problems  []promptfile.Problem `json:"problems"`
-	Origin    string               `json:"origin,omitempty"`
-	Base      string               `json:"base,omitempty"`
-	Deleted   bool                 `json:"deleted"`
+	Key       string                `json:"key"`
+	Version   string                `json:"version"`
+	Number    *int                  `json:"number"`
+	Draft     bool                  `json:"draft"`
+	Commit    string                `json:"commit"`
+	Path      string                `json:"path"`
+	SHA256    string                `json:"sha256"`
+	Size      int64                 `json:"size"`
+	Message   string                `json:"message"`
+	Author    string                `json:"author"`
+	CreatedAt string                `json:"created_at"`
+	Valid     bool                  `json:"valid"`
+	Problems  []promptvault.Problem `json:"problems"`
+	Origin    string                `json:"origin,omitempty"`
+	Base      string                `json:"base,omitempty"`
+	Deleted   bool                  `json:"deleted"`
 }
 
 func viewVersion(v index.Version) versionView {
@@ -300,7 +300,7 @@ func viewVersion(v index.Version) versionView {
 		out.Number = &n
 	}
 	if out.Problems == nil {
-		out.Problems = []promptfile.Problem{}
+		out.Problems = []promptvault.Problem{}
 	}
 	return out
 }
@@ -437,7 +437,7 @@ type DiffDoc struct {
 	Key  string      `json:"key"`
 	From versionView `json:"from"`
 	To   versionView `json:"to"`
-	promptfile.Diff
+	promptvault.Diff
 }
 
 // DiffVersions diffs the sources of two versions or drafts of key.
@@ -469,7 +469,7 @@ func DiffVersions(ctx context.Context, db *index.DB, blob func(sha string) ([]by
 	}
 	// Tab-separated labels, as diff -u puts dates there: patch and git apply
 	// read the path and ignore the rest.
-	d := promptfile.DiffFiles(a.Path+"\t"+a.Label, b.Path+"\t"+b.Label, src[0], src[1])
+	d := promptvault.DiffFiles(a.Path+"\t"+a.Label, b.Path+"\t"+b.Label, src[0], src[1])
 	return DiffDoc{Key: key, From: viewVersion(a), To: viewVersion(b), Diff: d}, nil
 }
 

@@ -6,9 +6,9 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/promptvault/promptvault"
 	"github.com/promptvault/promptvault/index"
 	"github.com/promptvault/promptvault/resolver"
-	"github.com/promptvault/promptvault/resolver/promptfile"
 )
 
 // Route templates of the admin API: the routing table's keys, the
@@ -131,9 +131,9 @@ func pathKey(escaped string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: prompt key in path: %v", index.ErrInvalid, err)
 	}
-	if err := promptfile.ValidateKey(key); err != nil {
+	if err := promptvault.ValidateKey(key); err != nil {
 		msg := err.Error()
-		if p, ok := err.(*promptfile.Problems); ok && len(p.List) > 0 {
+		if p, ok := err.(*promptvault.Problems); ok && len(p.List) > 0 {
 			msg = p.List[0].Message
 		}
 		return "", fmt.Errorf("%w: invalid prompt key in path: %s", index.ErrInvalid, msg)

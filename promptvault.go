@@ -1,4 +1,6 @@
-// Package promptfile parses and validates one prompt file (SPEC §1).
+// Package promptvault is the domain of the whole program: the prompt file
+// (SPEC §1) — its types, strict parsing, validation, keys, template parsing
+// and rendering, and the field diff.
 //
 // A prompt file is strict YAML: unknown fields, duplicate keys, wrong types,
 // out-of-range values, Jinja2 syntax errors and JSON Schemas that do not
@@ -7,10 +9,10 @@
 // index's stored validation errors and the pull request check run's
 // annotations: a user should fix a file in one round, not one error at a time.
 //
-// The package is a leaf: it imports no other project package, so the indexer
+// The package is the module root and imports no project package, so the indexer
 // (blobs from git), the CLI (working-tree files) and the resolver (render)
 // share one definition of what a valid prompt is.
-package promptfile
+package promptvault
 
 import (
 	"bytes"

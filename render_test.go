@@ -1,4 +1,4 @@
-package promptfile
+package promptvault
 
 import (
 	"context"
@@ -18,7 +18,7 @@ func mustParse(tb testing.TB, src string) *Prompt {
 	return p
 }
 
-// TestRenderSandbox checks each bound at the promptfile level; the HTTP
+// TestRenderSandbox checks each bound at the promptvault level; the HTTP
 // tests (resolver/render_test.go) check the same templates end to end.
 func TestRenderSandbox(t *testing.T) {
 	for _, tt := range []struct {
@@ -150,7 +150,7 @@ func BenchmarkRender(b *testing.B) {
 		}
 		b.SetBytes(int64(len(want)))
 	})
-	b.Run("promptfile", func(b *testing.B) {
+	b.Run("promptvault", func(b *testing.B) {
 		b.ReportAllocs()
 		var out string
 		for b.Loop() {

@@ -1,4 +1,4 @@
-package promptfile
+package promptvault
 
 import (
 	"context"

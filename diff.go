@@ -1,4 +1,4 @@
-package promptfile
+package promptvault
 
 import (
 	"fmt"
@@ -59,7 +59,7 @@ func DiffFiles(oldName, newName, old, new string) Diff {
 	u, err := udiff.ToUnifiedDiff(oldName, newName, old, edits, DiffContext)
 	if err != nil {
 		// Lines' edits always apply to old; this would be a library bug.
-		panic(fmt.Sprintf("promptfile: inconsistent diff edits: %v", err))
+		panic(fmt.Sprintf("promptvault: inconsistent diff edits: %v", err))
 	}
 	d := Diff{Unified: u.String(), Rows: []DiffRow{}}
 	for _, h := range u.Hunks {
