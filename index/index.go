@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,7 +38,10 @@ const (
 	readerDSN = "file:%s?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=query_only(1)"
 )
 
-//go:embed migrations/*.sql
+// Migrations are numbered .sql files, one folder per engine
+// (migrations/sqlite, migrations/postgres), with the same numbers in both.
+//
+//go:embed migrations
 var migrations embed.FS
 
 // DB is the open index: one writer connection and a pool of readers.
@@ -203,13 +207,17 @@ func (db *DB) View(ctx context.Context, fn func(*Tx) error) error {
 // migrate applies the embedded numbered migrations, each in its own
 // transaction, recording the level in PRAGMA user_version.
 func (db *DB) migrate(ctx context.Context) error {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
+	// A migration left in the old flat folder would silently never run.
+	if stray, _ := fs.Glob(migrations, "migrations/*.sql"); len(stray) > 0 {
+		return fmt.Errorf("migration %s: migrations live in migrations/sqlite/ and migrations/postgres/ now", stray[0])
+	}
+	names, err := fs.Glob(migrations, "migrations/sqlite/*.sql")
 	if err != nil {
 		return err
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		base := strings.TrimPrefix(name, "migrations/")
+		base := path.Base(name)
 		n, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
 		if err != nil {
 			return fmt.Errorf("migration %s: bad name", base)
