@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/promptvault/promptvault/index"
-	"github.com/promptvault/promptvault/resolver/client"
+	client "github.com/promptvault/promptvault/sdk/go"
 )
 
 // BenchmarkPropagation measures, with 100 SSE subscribers and one SDK

@@ -1,4 +1,4 @@
-package client_test
+package conformance_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 
 	"github.com/promptvault/promptvault/cmd/promptvault/pvtest"
 	"github.com/promptvault/promptvault/gitstore/gittest"
-	"github.com/promptvault/promptvault/resolver/client"
+	client "github.com/promptvault/promptvault/sdk/go"
 )
 
 func pv(t testing.TB, args ...string) string { return pvtest.Run(t, args...) }

@@ -1,4 +1,4 @@
-// Package client is the Go SDK for a promptvault server: Get reads a prompt
+// Package promptvault is the Go SDK for a promptvault server: Get reads a prompt
 // from an in-memory cache that the server's event stream (GET /v1/events)
 // keeps fresh the moment a pointer moves, and Render renders a prompt on the
 // server.
@@ -12,8 +12,9 @@
 // last good copy is served; with WithSnapshotFile the cache survives
 // restarts, so an application can start while the server is down.
 //
-// The package uses only the standard library.
-package client
+// The package uses only the standard library and is its own module, so an
+// application that imports it does not inherit the server's dependencies.
+package promptvault
 
 import (
 	"bufio"
@@ -49,6 +50,37 @@ type Prompt struct {
 	Prompt    Body   `json:"prompt"`
 	// ETag is the server's entity tag for this document.
 	ETag string `json:"-"`
+}
+
+// Trace attribute names. The first two are OpenTelemetry's GenAI semantic
+// conventions (gen_ai.prompt.name and gen_ai.prompt.version, conditionally
+// required on an inference span that used a named prompt template); the
+// conventions have no name for the commit or the content hash, so those
+// take the vendor namespace OpenTelemetry asks for, promptvault.*.
+const (
+	AttrPromptName    = "gen_ai.prompt.name"
+	AttrPromptVersion = "gen_ai.prompt.version"
+	AttrPromptCommit  = "promptvault.prompt.commit"
+	AttrPromptSHA256  = "promptvault.prompt.sha256"
+	AttrPromptEnv     = "promptvault.prompt.env"
+)
+
+// TraceAttributes returns the attributes to put on the LLM span that used
+// this prompt, so a generation can be traced to the exact prompt: key,
+// version label, commit and the file's SHA-256 (and which pointer served
+// it). The map is new on each call; with OpenTelemetry:
+//
+//	for k, v := range p.TraceAttributes() {
+//		span.SetAttributes(attribute.String(k, v))
+//	}
+func (p *Prompt) TraceAttributes() map[string]string {
+	return map[string]string{
+		AttrPromptName:    p.Key,
+		AttrPromptVersion: p.Version,
+		AttrPromptCommit:  p.Commit,
+		AttrPromptSHA256:  p.SHA256,
+		AttrPromptEnv:     p.Env,
+	}
 }
 
 // Body is the prompt file's content (SPEC §1).

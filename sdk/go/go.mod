@@ -1,0 +1,3 @@
+module github.com/promptvault/promptvault/sdk/go
+
+go 1.24
