@@ -8,12 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +28,11 @@ type Receiver struct {
 	log    *slog.Logger
 	notify func()                                                // wakes the worker
 	errfn  func(w http.ResponseWriter, r *http.Request, e error) // writes JSON errors
+	repo   string                                                // served OWNER/NAME; "" accepts any
+
+	slots    chan struct{} // one per unverified body being read
+	slotWait time.Duration
+	spoolDir string
 
 	// Group commit: concurrent requests share one transaction (one fsync).
 	// The first request to find no commit running becomes the leader and
@@ -49,6 +52,17 @@ type ReceiverOptions struct {
 	Notify func()
 	// WriteError writes an error response; nil: resolver.WriteError.
 	WriteError func(w http.ResponseWriter, r *http.Request, err error)
+	// Repository is the served repository, OWNER/NAME: deliveries about
+	// another one are recorded as ignored. Empty: not known (a local
+	// --repo without --github-repo), every repository is accepted.
+	Repository string
+	// MaxUnverified caps bodies read before their signature is checked
+	// (DefaultMaxUnverified); UnverifiedWait is how long a request waits
+	// for a slot (DefaultUnverifiedWait). SpoolDir holds bodies past 64 KiB
+	// while they are hashed (os.TempDir()).
+	MaxUnverified  int
+	UnverifiedWait time.Duration
+	SpoolDir       string
 }
 
 // Errors a Receiver answers with; they wrap resolver's sentinels so the
@@ -66,7 +80,15 @@ func NewReceiver(opts ReceiverOptions) (*Receiver, error) {
 	if opts.DB == nil {
 		return nil, errors.New("webhook: ReceiverOptions.DB is required")
 	}
-	r := &Receiver{db: opts.DB, secret: []byte(opts.Secret), log: opts.Logger, notify: opts.Notify, errfn: opts.WriteError}
+	if opts.MaxUnverified <= 0 {
+		opts.MaxUnverified = DefaultMaxUnverified
+	}
+	if opts.UnverifiedWait <= 0 {
+		opts.UnverifiedWait = DefaultUnverifiedWait
+	}
+	r := &Receiver{db: opts.DB, secret: []byte(opts.Secret), log: opts.Logger, notify: opts.Notify, errfn: opts.WriteError,
+		repo: opts.Repository, slots: make(chan struct{}, opts.MaxUnverified), slotWait: opts.UnverifiedWait,
+		spoolDir: opts.SpoolDir}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -82,12 +104,8 @@ func NewReceiver(opts ReceiverOptions) (*Receiver, error) {
 // Verify checks an X-Hub-Signature-256 value against body in constant time.
 // There is deliberately no SHA-1 fallback.
 func Verify(secret []byte, header string, body []byte) bool {
-	hexSig, ok := strings.CutPrefix(header, "sha256=")
+	got, ok := signature(header)
 	if !ok {
-		return false
-	}
-	got, err := hex.DecodeString(hexSig)
-	if err != nil || len(got) != sha256.Size {
 		return false
 	}
 	m := hmac.New(sha256.New, secret)
@@ -103,21 +121,12 @@ func Sign(secret, body []byte) string {
 }
 
 func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	raw, err := rc.readVerified(w, r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			rc.reject(w, r, fmt.Errorf("%w: over GitHub's %d-byte cap", ErrTooLarge, MaxBody))
-			return
+		if errors.Is(err, ErrSignature) {
+			rc.log.Warn("webhook signature rejected", logDelivery, r.Header.Get("X-GitHub-Delivery"))
 		}
-		rc.reject(w, r, fmt.Errorf("%w: read body: %v", ErrBadDelivery, err))
-		return
-	}
-	// The signature is checked over the raw bytes before anything else is
-	// looked at: an unsigned request learns nothing and records nothing.
-	if !Verify(rc.secret, r.Header.Get("X-Hub-Signature-256"), raw) {
-		rc.log.Warn("webhook signature rejected", logDelivery, r.Header.Get("X-GitHub-Delivery"))
-		rc.reject(w, r, ErrSignature)
+		rc.reject(w, r, err)
 		return
 	}
 	d := index.Delivery{

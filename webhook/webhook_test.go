@@ -756,3 +756,68 @@ func TestAPIErrors(t *testing.T) {
 type failingToken struct{ err error }
 
 func (f failingToken) Token(context.Context) (string, error) { return "", f.err }
+
+// TestIntakeSpoolsLargeVerifiedBodies: a signed body past the in-memory
+// spool is hashed while it streams to disk and stored whole.
+func TestIntakeSpoolsLargeVerifiedBodies(t *testing.T) {
+	e := newEnv(t, modeSecretOnly)
+	pad := strings.Repeat("p", 3*memSpool)
+	body := []byte(`{"zen":"` + pad + `","hook_id":1}`)
+	if code, b := e.post("ping", "big-ping", body, "application/json"); code != http.StatusAccepted {
+		t.Fatalf("status %d %s, want 202", code, b)
+	}
+	var d index.Delivery
+	e.db.View(e.ctx, func(tx *index.Tx) (err error) {
+		d, err = tx.Delivery(e.ctx, "big-ping")
+		return err
+	})
+	if !bytes.Equal(d.Body, body) {
+		t.Errorf("stored body has %d bytes, want the %d sent", len(d.Body), len(body))
+	}
+	// A wrong signature on a large body: read, hashed, refused.
+	bad := append([]byte(nil), body...)
+	bad[10] = 'q'
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL, bytes.NewReader(bad))
+	req.Header.Set("X-GitHub-Event", "ping")
+	req.Header.Set("X-GitHub-Delivery", "bad-big")
+	req.Header.Set("X-Hub-Signature-256", Sign([]byte(testSecret), body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("tampered body: status %d, want 401", resp.StatusCode)
+	}
+}
+
+// TestIntakeFullAnswers503: with every unverified-body slot taken, a
+// delivery waits at most UnverifiedWait and is refused with 503.
+func TestIntakeFullAnswers503(t *testing.T) {
+	e := newEnv(t, modeSecretOnly)
+	rc, err := NewReceiver(ReceiverOptions{DB: e.db, Secret: testSecret, MaxUnverified: 1, UnverifiedWait: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.slots <- struct{}{} // a slow sender holds the only slot
+	body := []byte(`{"zen":"z"}`)
+	req := httptest.NewRequest(http.MethodPost, "/webhooks/github", bytes.NewReader(body))
+	req.Header.Set("X-GitHub-Event", "ping")
+	req.Header.Set("X-GitHub-Delivery", "busy")
+	req.Header.Set("X-Hub-Signature-256", Sign([]byte(testSecret), body))
+	rec := httptest.NewRecorder()
+	rc.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("status %d, want 503", rec.Code)
+	}
+	<-rc.slots
+	rec = httptest.NewRecorder()
+	req = httptest.NewRequest(http.MethodPost, "/webhooks/github", bytes.NewReader(body))
+	req.Header.Set("X-GitHub-Event", "ping")
+	req.Header.Set("X-GitHub-Delivery", "busy")
+	req.Header.Set("X-Hub-Signature-256", Sign([]byte(testSecret), body))
+	rc.ServeHTTP(rec, req)
+	if rec.Code != http.StatusAccepted {
+		t.Errorf("slot free again: status %d, want 202", rec.Code)
+	}
+}
