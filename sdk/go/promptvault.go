@@ -30,6 +30,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,12 +123,36 @@ type Rendered struct {
 	Config        map[string]any `json:"config"`
 }
 
-// Error is an error answer from the server.
+// Error is an error answer from the server, or (Status 0) one the client
+// raised itself: Code "unavailable" when the server could not be reached
+// or its answer not read, "invalid_key" for a key that breaks SPEC §1's
+// pattern (checked before any request, so no hostile path reaches the
+// server), "bad_response" for an answer that is not the documented JSON.
 type Error struct {
 	Status  int
 	Code    string          `json:"code"`
 	Message string          `json:"message"`
 	Errors  []VariableError `json:"errors,omitempty"` // render: each problem with the variables
+
+	err error // the transport error behind "unavailable"
+}
+
+// Unwrap returns the transport error behind an "unavailable" error.
+func (e *Error) Unwrap() error { return e.err }
+
+// keyPattern is SPEC §1's key: lower-case path segments that start with a
+// letter or digit, at most 128 bytes.
+var keyPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$`)
+
+func checkKey(key string) error {
+	if len(key) > 128 || !keyPattern.MatchString(key) {
+		return &Error{Code: "invalid_key", Message: fmt.Sprintf("invalid prompt key %q: want lower-case path segments such as support/summarize", key)}
+	}
+	return nil
+}
+
+func unavailable(op, key string, err error) error {
+	return &Error{Code: "unavailable", Message: fmt.Sprintf("%s %s: %v", op, key, err), err: err}
 }
 
 // VariableError is one problem with a render's variables, at a JSON
@@ -138,6 +163,9 @@ type VariableError struct {
 }
 
 func (e *Error) Error() string {
+	if e.Status == 0 {
+		return fmt.Sprintf("promptvault: %s: %s", e.Code, e.Message)
+	}
 	return fmt.Sprintf("promptvault: %d %s: %s", e.Status, e.Code, e.Message)
 }
 
@@ -267,6 +295,9 @@ func (c *Client) Connected() bool { return c.connected.Load() }
 // it changed, or (stream down) at most every revalidate interval. Without
 // a cached copy Get asks the server.
 func (c *Client) Get(ctx context.Context, key string) (*Prompt, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	e := c.cache[key]
 	if e != nil {
@@ -292,6 +323,9 @@ func (c *Client) Get(ctx context.Context, key string) (*Prompt, error) {
 // Refresh refetches key now (If-None-Match) and returns the result; on a
 // failure the cached copy, if any, is kept and the error returned.
 func (c *Client) Refresh(ctx context.Context, key string) (*Prompt, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	etag := ""
 	if e := c.cache[key]; e != nil {
@@ -368,7 +402,7 @@ func (c *Client) fetch(ctx context.Context, key, etag string) (*Prompt, json.Raw
 	}
 	res, err := c.hc.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("promptvault: get %s: %w", key, err)
+		return nil, nil, unavailable("get", key, err)
 	}
 	defer res.Body.Close()
 	if res.StatusCode == http.StatusNotModified {
@@ -377,14 +411,14 @@ func (c *Client) fetch(ctx context.Context, key, etag string) (*Prompt, json.Raw
 	}
 	body, err := io.ReadAll(io.LimitReader(res.Body, 16<<20))
 	if err != nil {
-		return nil, nil, fmt.Errorf("promptvault: get %s: %w", key, err)
+		return nil, nil, unavailable("get", key, err)
 	}
 	if res.StatusCode != http.StatusOK {
 		return nil, nil, decodeError(res.StatusCode, body)
 	}
 	var p Prompt
-	if err := json.Unmarshal(body, &p); err != nil {
-		return nil, nil, fmt.Errorf("promptvault: get %s: decode: %w", key, err)
+	if err := json.Unmarshal(body, &p); err != nil || p.Key == "" {
+		return nil, nil, &Error{Status: res.StatusCode, Code: "bad_response", Message: fmt.Sprintf("get %s: not a prompt document: %v", key, err)}
 	}
 	p.ETag = res.Header.Get("ETag")
 	return &p, body, nil
@@ -414,6 +448,9 @@ func decodeError(status int, body []byte) error {
 // server: there is no local fallback (the templates' engine is the
 // server's, and its sandbox and limits decide what a template may do).
 func (c *Client) Render(ctx context.Context, key string, vars map[string]any) (*Rendered, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
 	if vars == nil {
 		vars = map[string]any{}
 	}
@@ -429,19 +466,19 @@ func (c *Client) Render(ctx context.Context, key string, vars map[string]any) (*
 	req.Header.Set("Content-Type", "application/json")
 	res, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("promptvault: render %s: %w", key, err)
+		return nil, unavailable("render", key, err)
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("promptvault: render %s: %w", key, err)
+		return nil, unavailable("render", key, err)
 	}
 	if res.StatusCode != http.StatusOK {
 		return nil, decodeError(res.StatusCode, b)
 	}
 	var r Rendered
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("promptvault: render %s: decode: %w", key, err)
+		return nil, &Error{Status: res.StatusCode, Code: "bad_response", Message: fmt.Sprintf("render %s: %v", key, err)}
 	}
 	return &r, nil
 }
