@@ -146,9 +146,22 @@ func (tx *Tx) AllPointers(ctx context.Context) ([]Pointer, error) {
 // setPointer moves a pointer, writing the audit row and change in the same
 // transaction. It returns the audit entry.
 func (tx *Tx) setPointer(ctx context.Context, p Pointer, action, actor, detail string) (AuditEntry, error) {
+	prev, hadPrev, err := tx.Pointer(ctx, p.Key, p.Env)
+	if err != nil {
+		return AuditEntry{}, err
+	}
 	e, err := tx.Audit(ctx, AuditEntry{Action: action, Actor: actor, Key: p.Key, Version: p.Label(),
 		Commit: p.Commit, SHA256: p.SHA256, Env: p.Env, Detail: detail})
 	if err != nil {
+		return e, err
+	}
+	prevLabel := ""
+	if hadPrev {
+		prevLabel = prev.Label()
+	}
+	// The publish event is written here, where every pointer move passes,
+	// so it commits (or rolls back) with the move.
+	if err := tx.enqueue(ctx, e, p, prevLabel); err != nil {
 		return e, err
 	}
 	p.AuditSeq = e.Seq
@@ -359,6 +372,9 @@ func (tx *Tx) clearStaging(ctx context.Context, key, actor, detail string) (Resu
 	res.Entry, err = tx.Audit(ctx, AuditEntry{Action: ActStagingClear, Actor: actor, Key: key, Version: cur.Label(),
 		Commit: cur.Commit, SHA256: cur.SHA256, Env: EnvStaging, Detail: detail})
 	if err != nil {
+		return res, err
+	}
+	if err := tx.enqueue(ctx, res.Entry, cur, cur.Label()); err != nil {
 		return res, err
 	}
 	res.Changed = true

@@ -276,6 +276,8 @@ func (h *Handler) apply(ctx context.Context, changes []index.Change) error {
 			reKeys = true
 		case c.Kind == index.ChangeSettings:
 			reSettings = true
+		case c.Kind == index.ChangeOutbox:
+			// outbound webhook queue (package publish): nothing served changes
 		case c.Kind != "reset" && c.Key != "":
 			prompts[c.Key] = true // a kind added later: reread its prompt
 		default:

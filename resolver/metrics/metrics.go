@@ -70,6 +70,18 @@ var (
 		Namespace: namespace, Name: "webhook_queue_depth",
 		Help: "Accepted webhook deliveries not yet processed.",
 	})
+	publishDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "publish_deliveries_total",
+		Help: "Outbound webhook attempts (publish events), by endpoint ID and outcome: delivered, retry (failed, will be tried again), failed (out of retries).",
+	}, []string{"endpoint", "outcome"})
+	publishQueue = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "publish_queue_depth",
+		Help: "Outbound webhook deliveries pending (waiting for their next attempt or in flight), all endpoints.",
+	})
+	publishOldest = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "publish_oldest_pending_seconds",
+		Help: "Age of the oldest pending outbound webhook delivery (0: none pending).",
+	})
 	sseSubscribers = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "sse_subscribers",
 		Help: "Open GET /v1/events streams.",
@@ -82,6 +94,7 @@ func init() {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		httpRequests, httpDuration, reads, renderErrors, pointerMoves,
 		syncDuration, syncLastSuccess, webhookDeliveries, webhookQueue, sseSubscribers,
+		publishDeliveries, publishQueue, publishOldest,
 	)
 	// Pre-create the fixed series so dashboards see zeros, not gaps, and
 	// the hot paths hold resolved counters.
@@ -180,6 +193,22 @@ func WebhookDelivery(state string) {
 // SetWebhookQueueDepth reports the number of accepted deliveries waiting to
 // be processed.
 func SetWebhookQueueDepth(n int) { webhookQueue.Set(float64(n)) }
+
+// PublishOutcomes are the outcome label values of publish_deliveries_total.
+var PublishOutcomes = []string{"delivered", "retry", "failed"}
+
+// PublishDelivery counts one outbound webhook attempt to endpoint (its ID:
+// admins create endpoints, so the series count stays theirs to bound).
+func PublishDelivery(endpoint, outcome string) {
+	publishDeliveries.WithLabelValues(endpoint, oneOf(outcome, PublishOutcomes)).Inc()
+}
+
+// SetPublishQueue reports the outbound queue's depth and the age of its
+// oldest pending delivery.
+func SetPublishQueue(pending int, oldest time.Duration) {
+	publishQueue.Set(float64(pending))
+	publishOldest.Set(oldest.Seconds())
+}
 
 // SSESubscribe counts an opened event stream; call the returned function
 // once when it closes.
