@@ -144,6 +144,9 @@ func (db *DB) syncDraftSource(ctx context.Context, st *syncState, tracked string
 			keep[r.key] = true
 			sum, size, valid, probs := "", int64(0), true, "[]"
 			if r.chk != nil {
+				if err := st.storeChecked(ctx, tx, r.blob, r.chk); err != nil {
+					return err
+				}
 				pj, _ := json.Marshal(nonNil(problemsFor(r.path, r.chk)))
 				sum, size, valid, probs = r.chk.sum, r.chk.size, len(r.chk.problems) == 0, string(pj)
 			}

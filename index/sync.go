@@ -73,9 +73,14 @@ type SyncResult struct {
 	DraftsEnded []DraftRef    `json:"drafts_ended"`
 	Skipped     []SkippedFile `json:"skipped"`
 	// Bootstrapped lists the versions the first sync made live.
-	Bootstrapped []VersionRef  `json:"bootstrapped"`
-	Duration     time.Duration `json:"-"`
-	Seconds      float64       `json:"seconds"`
+	Bootstrapped []VersionRef `json:"bootstrapped"`
+	// ContentsFilled counts contents read from the mirror for rows indexed
+	// before the index stored contents; ContentsMissing lists blob SHAs the
+	// mirror lacks (their documents cannot be served; the next sync retries).
+	ContentsFilled  int           `json:"contents_filled,omitempty"`
+	ContentsMissing []string      `json:"contents_missing,omitempty"`
+	Duration        time.Duration `json:"-"`
+	Seconds         float64       `json:"seconds"`
 }
 
 // DraftRef names a draft created, rewritten or ended by a sync.
@@ -147,6 +152,9 @@ func (db *DB) Sync(ctx context.Context, repo *gitstore.Repo, cfg Config) (*SyncR
 			return nil, err
 		}
 	}
+	if res.ContentsFilled, res.ContentsMissing, err = db.backfillContents(ctx, repo, false); err != nil {
+		return nil, err
+	}
 	res.Duration = time.Since(start)
 	res.Seconds = res.Duration.Seconds()
 	return res, nil
@@ -208,6 +216,11 @@ func (db *DB) Reindex(ctx context.Context, repo *gitstore.Repo, cfg Config) (*Sy
 	}
 	more, err := db.Sync(ctx, repo, cfg)
 	if err != nil {
+		return nil, err
+	}
+	// Pointers may hold content no row refers to any more (a staging
+	// pointer on an ended draft): reindex makes sure all of it is there.
+	if more.ContentsFilled, more.ContentsMissing, err = db.backfillContents(ctx, repo, true); err != nil {
 		return nil, err
 	}
 	more.Commits += res.Commits
@@ -373,6 +386,10 @@ type checked struct {
 	size     int64
 	problems []promptvault.Problem
 	err      error
+	// data is the blob's bytes until storeChecked writes them to the
+	// contents table; stored says it did.
+	data   []byte
+	stored bool
 }
 
 type syncState struct {
@@ -450,6 +467,14 @@ func checkBlob(repo *gitstore.Repo, p, blob string) *checked {
 	}
 	h := sha256.Sum256(data)
 	c.sum = hex.EncodeToString(h[:])
+	// The index keeps what it may serve or show. A file over the parser's
+	// limit is invalid whatever it holds, and storing it would let one
+	// commit grow the index by its size: its content is not kept.
+	if len(data) <= promptvault.MaxFileSize {
+		c.data = data
+	} else {
+		c.stored = true
+	}
 	c.size = int64(len(data))
 	if _, err := promptvault.Parse(p, data); err != nil {
 		var ps *promptvault.Problems
@@ -569,6 +594,9 @@ func (st *syncState) apply(ctx context.Context, tx *Tx, c gitstore.Commit, chang
 		chk := st.check(add.Path, add.To)
 		if chk.err != nil {
 			return chk.err
+		}
+		if err := st.storeChecked(ctx, tx, add.To, chk); err != nil {
+			return err
 		}
 		probs := problemsFor(add.Path, chk)
 		for _, other := range e.adds[1:] {

@@ -31,6 +31,7 @@ func dump(t testing.TB, path string) string {
 		"SELECT commit_sha, path, problem FROM skipped_files ORDER BY path, commit_sha",
 		"SELECT key, name, source, commit_sha, base_sha, path, blob_sha, sha256, valid, problems FROM drafts ORDER BY key, name",
 		"SELECT sha FROM commits ORDER BY seq",
+		"SELECT blob_sha, data FROM contents ORDER BY blob_sha",
 	} {
 		rows, err := db.Query(q)
 		if err != nil {

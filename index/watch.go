@@ -97,3 +97,21 @@ func readChanges(ctx context.Context, conn *sql.Conn, from int64) ([]Change, err
 	}
 	return out, rows.Err()
 }
+
+// ChangesSince returns the changes after seq from, in order (a "reset"
+// first when rows after from were already trimmed).
+func (tx *Tx) ChangesSince(ctx context.Context, from int64) ([]Change, error) {
+	var min int64
+	if err := tx.queryRow(ctx, "SELECT coalesce(min(seq), 0) FROM changes").Scan(&min); err != nil {
+		return nil, err
+	}
+	var out []Change
+	if min > from+1 && from > 0 {
+		out = append(out, Change{Seq: from, Kind: "reset"})
+	}
+	rest, err := queryAll(ctx, tx, func(sc scanner) (c Change, err error) {
+		err = sc.Scan(&c.Seq, &c.Kind, &c.Key)
+		return c, err
+	}, "SELECT seq, kind, key FROM changes WHERE seq > ? ORDER BY seq", from)
+	return append(out, rest...), err
+}
