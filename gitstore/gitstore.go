@@ -441,7 +441,22 @@ func parseSHA(s string) (plumbing.Hash, error) {
 
 // object returns an object's type and content. The content may be shared
 // with the cache: callers must not modify it.
+//
+// A miss reloads the pack list when objects/pack changed since it was read,
+// and looks again, as git does: another process (a CLI sync beside serve)
+// may have fetched the object into a pack this Repo has not mapped yet.
 func (r *Repo) object(h plumbing.Hash) (int, []byte, error) {
+	typ, data, err := r.objectOnce(h)
+	if errors.Is(err, ErrNotFound) && r.packsChanged() {
+		if rerr := r.reloadPacks(); rerr != nil {
+			return 0, nil, errors.Join(err, rerr)
+		}
+		return r.objectOnce(h)
+	}
+	return typ, data, err
+}
+
+func (r *Repo) objectOnce(h plumbing.Hash) (int, []byte, error) {
 	set := r.packs.Load()
 	if p, off, ok := set.find(h); ok {
 		typ, data, err := objReader{set, r.cache}.read(p, off, false, 0)
@@ -453,8 +468,26 @@ func (r *Repo) object(h plumbing.Hash) (int, []byte, error) {
 	return r.looseObject(h)
 }
 
+// packsChanged reports whether objects/pack may have changed since the
+// mapped pack list was read (one stat, so a lookup of an absent SHA stays
+// cheap).
+func (r *Repo) packsChanged() bool {
+	return r.packs.Load().stale(r.dir)
+}
+
 // objectSize returns an object's type and size without reading it.
 func (r *Repo) objectSize(h plumbing.Hash) (int, int64, error) {
+	typ, n, err := r.objectSizeOnce(h)
+	if errors.Is(err, ErrNotFound) && r.packsChanged() {
+		if rerr := r.reloadPacks(); rerr != nil {
+			return 0, 0, errors.Join(err, rerr)
+		}
+		return r.objectSizeOnce(h)
+	}
+	return typ, n, err
+}
+
+func (r *Repo) objectSizeOnce(h plumbing.Hash) (int, int64, error) {
 	set := r.packs.Load()
 	if p, off, ok := set.find(h); ok {
 		typ, n, err := objReader{set, r.cache}.size(p, off)

@@ -684,3 +684,41 @@ func TestConcurrentReadsDuringFetch(t *testing.T) {
 	}
 	checkAgainstGit(t, r, src, head2)
 }
+
+// TestSeesObjectsAnotherProcessFetched: a CLI sync fetches into the mirror
+// while serve has it open. The open Repo must find the new objects (a new
+// pack, or loose objects for a small fetch) without reopening.
+func TestSeesObjectsAnotherProcessFetched(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		unpackLimit string // git keeps a fetch of fewer objects loose
+	}{
+		{"new pack", "1"},
+		{"loose objects", "1000"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorkRepo(t)
+			w.commit("one", map[string]string{"prompts/a.yaml": "a: 1\n"})
+			r := openMirror(t, w.dir)
+			c2 := w.commit("two", map[string]string{"prompts/a.yaml": "a: 2\n"})
+			blob := blobSHA(t, w, c2, "prompts/a.yaml")
+			if _, err := r.Blob(blob); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("before the other fetch: err = %v, want ErrNotFound", err)
+			}
+			// Another process: git itself, fetching into the same mirror.
+			git(t, r.dir, "-c", "fetch.unpackLimit="+tt.unpackLimit, "fetch", "-q", "origin")
+			if got, err := r.Resolve("refs/remotes/origin/main"); err != nil || got != c2 {
+				t.Fatalf("resolve main = %s, %v; want %s", got, err, c2)
+			}
+			if data, err := r.Blob(blob); err != nil || string(data) != "a: 2\n" {
+				t.Fatalf("blob fetched by another process = %q, %v", data, err)
+			}
+			if n, err := r.BlobSize(blob); err != nil || n != 5 {
+				t.Errorf("size = %d, %v", n, err)
+			}
+			if c, err := r.Commit(c2); err != nil || c.Message != "two\n" && c.Message != "two" {
+				t.Errorf("commit = %+v, %v", c, err)
+			}
+		})
+	}
+}

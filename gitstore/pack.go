@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -281,9 +282,36 @@ func (c *objCache) put(k cacheKey, typ int, data []byte) {
 // after a fetch adds a pack.
 type packSet struct {
 	packs []*pack
+	// stamp is objects/pack's modification time when the set was listed:
+	// a pack added or removed since (by a fetch in another process, or git
+	// gc) changes it. listed is when that was.
+	stamp, listed time.Time
+}
+
+// racyStamp is how close to a listing a directory change must be for the
+// stamp to prove nothing: file system timestamps are coarser than a
+// nanosecond, so a pack written in the same tick as the listing could keep
+// the stamp (git's "racy git" problem, solved the same way).
+const racyStamp = 2 * time.Second
+
+// stale reports whether objects/pack may hold packs s does not list.
+func (s *packSet) stale(gitDir string) bool {
+	return !packDirStamp(gitDir).Equal(s.stamp) || s.listed.Sub(s.stamp) < racyStamp
+}
+
+// packDirStamp is the modification time of gitDir's objects/pack.
+func packDirStamp(gitDir string) time.Time {
+	fi, err := os.Stat(filepath.Join(gitDir, "objects", "pack"))
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
 }
 
 func loadPacks(gitDir string, old *packSet) (*packSet, error) {
+	// Stamp before listing: a pack that lands in between is listed now and
+	// looked for again later, never missed.
+	stamp := packDirStamp(gitDir)
 	names, err := filepath.Glob(filepath.Join(gitDir, "objects", "pack", "pack-*.idx"))
 	if err != nil {
 		return nil, err
@@ -313,7 +341,7 @@ func loadPacks(gitDir string, old *packSet) (*packSet, error) {
 	}
 	// Biggest first: the initial clone's pack holds nearly everything.
 	sort.SliceStable(list, func(i, j int) bool { return list[i].size > list[j].size })
-	s := &packSet{}
+	s := &packSet{stamp: stamp, listed: time.Now()}
 	for _, x := range list {
 		s.packs = append(s.packs, x.p)
 	}
