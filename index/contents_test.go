@@ -55,11 +55,12 @@ func TestSyncStoresEachVersionsAndDraftsContent(t *testing.T) {
 	}
 }
 
-// TestMigrationBackfillsContentOnNextSync takes an index as it was before
-// the contents table (migration 0004) existed, opens it, and checks that
-// the next sync fills every version's, draft's and pointer's content from
-// the mirror, including a staging pointer whose draft has ended, and
-// writes a change so running servers rebuild.
+// TestMigrationBackfillsContentOnNextSync puts an index in the state
+// migration 0004 leaves an older index in (rows, an empty contents table,
+// the backfill mark) and checks that the next sync fills every version's,
+// draft's and pointer's content from the mirror, including a staging
+// pointer whose draft has ended, and writes a change so running servers
+// rebuild.
 func TestMigrationBackfillsContentOnNextSync(t *testing.T) {
 	e := newEnv(t)
 	e.g.Write("prompts/a.yaml", prompt("one"))
@@ -80,12 +81,12 @@ func TestMigrationBackfillsContentOnNextSync(t *testing.T) {
 	e.sync(t) // the draft ends; staging had been cleared with it, so point it back by hand below
 	e.db.Close()
 
-	// Back to schema 3: no contents table; a staging pointer on content no
-	// version or draft row refers to any more.
+	// As migrated from schema 3: no content yet, the mark set; a staging
+	// pointer on content no version or draft row refers to any more.
 	raw := rawDB(t, e.db.Path())
 	for _, q := range []string{
-		"DROP TABLE contents",
-		"PRAGMA user_version = 3",
+		"DELETE FROM contents",
+		"INSERT INTO meta(name, value) VALUES('contents_backfill', 'pending')",
 		"INSERT OR REPLACE INTO pointers(key, env, number, draft, commit_sha, sha256, blob_sha, audit_seq, updated_at) VALUES('a', 'staging', 0, 'feature', 'c', 's', '" + draftBlob + "', 1, 'now')",
 	} {
 		if _, err := raw.Exec(q); err != nil {
