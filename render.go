@@ -36,7 +36,7 @@ const (
 // crashed. The resolver answers it 422 render_failed.
 var ErrRender = errors.New("render failed")
 
-// ErrBusy: every render slot stayed taken for the gate's whole wait.
+// ErrBusy: every render worker stayed busy for the pool's whole wait.
 var ErrBusy = errors.New("too many renders in progress")
 
 // Limits bound one Render. Zero fields take the defaults.
@@ -44,10 +44,12 @@ type Limits struct {
 	Timeout   time.Duration // the whole render
 	MaxOutput int           // bytes of all messages together
 	MaxSteps  int           // loop iterations, items looped over and filter calls
-	// Gate, when set, limits concurrent renders. A render holds its slot
-	// until its goroutine has really finished, also after Render returned
-	// at the deadline, so runaway templates cannot pile up past the gate.
-	Gate *Gate
+	// Pool, when set, runs the render in one of its worker processes,
+	// where the operating system enforces the time and memory bounds
+	// (pool.go). Without it the render runs in the caller's goroutine,
+	// bounded only by the sandbox's own checks: fine for tools and tests,
+	// never for a server.
+	Pool *Pool
 }
 
 func (l Limits) withDefaults() Limits {
@@ -62,41 +64,6 @@ func (l Limits) withDefaults() Limits {
 	}
 	return l
 }
-
-// Gate is a counting semaphore for renders.
-type Gate struct {
-	slots chan struct{}
-	wait  time.Duration
-}
-
-// NewGate allows n concurrent renders; a render finding none free waits at
-// most wait before failing with ErrBusy.
-func NewGate(n int, wait time.Duration) *Gate {
-	return &Gate{slots: make(chan struct{}, max(n, 1)), wait: wait}
-}
-
-func (g *Gate) acquire(ctx context.Context) error {
-	select {
-	case g.slots <- struct{}{}:
-		return nil
-	default:
-	}
-	t := time.NewTimer(g.wait)
-	defer t.Stop()
-	select {
-	case g.slots <- struct{}{}:
-		return nil
-	case <-t.C:
-		return fmt.Errorf("%w: %d renders running; retry shortly", ErrBusy, cap(g.slots))
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (g *Gate) release() { <-g.slots }
-
-// InUse is the number of renders holding a slot.
-func (g *Gate) InUse() int { return len(g.slots) }
 
 // VariableError is one problem with the variables of a render, at a JSON
 // pointer into them ("" is the whole object).
@@ -323,14 +290,28 @@ func toTemplateValue(v any, depth int) (any, error) {
 //
 // Errors: *VariablesError for schema violations and variables the template
 // uses but nobody gave (each with its path); ErrRender (wrapped with the
-// reason) when a bound is reached or the template fails; ErrBusy from the
-// gate; ctx's error when the caller gave up first. Render never panics on a
-// template's account and returns by the deadline, whatever the template
-// does: the render runs in its own goroutine, which stops at its next check
-// (each loop iteration and filter call) once the deadline passed.
+// reason) when a bound is reached, the template fails or its worker
+// process died; ErrBusy when the pool had no free worker in time; ctx's
+// error when the caller gave up first.
 func (p *Prompt) Render(ctx context.Context, vars map[string]any, lim Limits) (*Rendered, error) {
 	lim = lim.withDefaults()
-	vars, err := p.Variables(vars)
+	if lim.Pool == nil {
+		rctx, cancel := context.WithTimeout(ctx, lim.Timeout)
+		defer cancel()
+		return p.renderHere(rctx, vars, lim)
+	}
+	req := &workerRequest{Schema: p.InputSchema, Variables: vars, Timeout: lim.Timeout,
+		MaxOutput: lim.MaxOutput, MaxSteps: lim.MaxSteps}
+	for _, mt := range p.templates {
+		req.Templates = append(req.Templates, workerTemplate{Name: mt.Template.name, Role: mt.Role, Source: mt.Template.source})
+	}
+	return lim.Pool.render(ctx, req, lim.MaxOutput)
+}
+
+// renderHere renders in the calling goroutine until ctx ends. A panic in
+// the engine is the template's failure, not the caller's.
+func (p *Prompt) renderHere(ctx context.Context, vars map[string]any, lim Limits) (out *Rendered, err error) {
+	vars, err = p.Variables(vars)
 	if err != nil {
 		return nil, err
 	}
@@ -340,48 +321,12 @@ func (p *Prompt) Render(ctx context.Context, vars map[string]any, lim Limits) (*
 			return nil, err
 		}
 	}
-	if lim.Gate != nil {
-		if err := lim.Gate.acquire(ctx); err != nil {
-			return nil, err
+	defer func() {
+		if v := recover(); v != nil {
+			out, err = nil, fmt.Errorf("%w: the template engine failed: %v", ErrRender, v)
 		}
-	}
-	rctx, cancel := context.WithTimeout(ctx, lim.Timeout)
-	// Cancelled when Render returns: a render still running past the
-	// deadline stops at its next check.
-	defer cancel()
-	type result struct {
-		r   *Rendered
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		var res result
-		defer func() {
-			if v := recover(); v != nil {
-				res = result{err: fmt.Errorf("%w: the template engine failed: %v", ErrRender, v)}
-			}
-			if lim.Gate != nil {
-				lim.Gate.release()
-			}
-			done <- res
-		}()
-		res.r, res.err = p.render(rctx, data, lim)
 	}()
-	select {
-	case res := <-done:
-		return res.r, res.err
-	case <-rctx.Done():
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		// Prefer the render's own answer if it finished at the same moment.
-		select {
-		case res := <-done:
-			return res.r, res.err
-		default:
-		}
-		return nil, timeoutErr(lim.Timeout)
-	}
+	return p.render(ctx, data, lim)
 }
 
 func timeoutErr(d time.Duration) error {

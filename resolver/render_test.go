@@ -356,12 +356,12 @@ func TestRenderHostile(t *testing.T) {
 // TestRenderBusy fills every render slot with slow renders: the next one
 // waits up to the render timeout, then answers 503 busy with Retry-After.
 func TestRenderBusy(t *testing.T) {
-	env := newTestEnv(t, Options{RenderConcurrency: 1, RenderTimeout: 300 * time.Millisecond})
+	env := newTestEnv(t, Options{RenderWorkers: 1, RenderTimeout: 300 * time.Millisecond})
 	addRenderPrompts(t, env)
 	done := make(chan response)
 	go func() { done <- env.renderAs(t, index.KeyLive, "hostile/nested", `{}`) }()
 	eventually(t, 5*time.Second, func() string {
-		if env.h.renderLimits.Gate.InUse() == 0 {
+		if env.h.renderLimits.Pool.Busy() == 0 {
 			return "slow render not started"
 		}
 		return ""

@@ -39,7 +39,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +49,7 @@ import (
 	"github.com/promptvault/promptvault"
 	"github.com/promptvault/promptvault/gitstore"
 	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/resolver/metrics"
 )
 
 // PromptsPrefix is the path prefix of the read route; the rest of the path
@@ -105,9 +105,12 @@ type Options struct {
 	// defaults, 100 ms and 256 KB, when 0).
 	RenderTimeout  time.Duration
 	RenderMaxBytes int
-	// RenderConcurrency bounds renders in progress (2 × GOMAXPROCS when
-	// 0); a render finding no slot waits up to RenderTimeout, then 503.
-	RenderConcurrency int
+	// RenderPool runs renders in worker processes. When nil, New makes
+	// one of RenderWorkers workers (GOMAXPROCS when 0) and Run closes it
+	// when it returns. A render finding no free worker waits up to
+	// RenderTimeout, then 503.
+	RenderPool    *promptvault.Pool
+	RenderWorkers int
 	// EventPing is the interval of the keep-alive comment on /v1/events
 	// (DefaultEventPing when 0).
 	EventPing time.Duration
@@ -129,8 +132,9 @@ type Handler struct {
 	ready   atomic.Bool
 	pinned  *pinnedCache
 	prompts *promptCache
-	// renderLimits bound every render; their Gate is shared.
+	// renderLimits bound every render; their Pool is shared.
 	renderLimits promptvault.Limits
+	ownPool      bool // New made renderLimits.Pool, so Run closes it
 	hub          *hub
 	reloadMu     sync.Mutex // serialises snapshot rebuilds; guards seq and retired
 	seq          int64      // change feed position the snapshot reflects
@@ -163,16 +167,13 @@ func New(ctx context.Context, opts Options) (*Handler, error) {
 	if h.touch <= 0 {
 		h.touch = DefaultTouchInterval
 	}
-	conc := opts.RenderConcurrency
-	if conc <= 0 {
-		conc = 2 * runtime.GOMAXPROCS(0)
+	pool := opts.RenderPool
+	if pool == nil {
+		pool = promptvault.NewPool(promptvault.PoolOptions{Size: opts.RenderWorkers, Wait: opts.RenderTimeout,
+			OnExit: metrics.RenderWorkerExit})
+		h.ownPool = true
 	}
-	wait := opts.RenderTimeout
-	if wait <= 0 {
-		wait = promptvault.DefaultRenderTimeout
-	}
-	h.renderLimits = promptvault.Limits{Timeout: opts.RenderTimeout, MaxOutput: opts.RenderMaxBytes,
-		Gate: promptvault.NewGate(conc, wait)}
+	h.renderLimits = promptvault.Limits{Timeout: opts.RenderTimeout, MaxOutput: opts.RenderMaxBytes, Pool: pool}
 	h.hub = newHub(h.log, opts.EventPing, opts.EventBuffer)
 	h.router = mux.NewRouter()
 	h.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

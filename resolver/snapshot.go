@@ -382,6 +382,9 @@ func (h *Handler) apply(ctx context.Context, changes []index.Change) error {
 // changed, and writes keys' last-used times every TouchInterval and once
 // more at the end. It returns nil when ctx ends.
 func (h *Handler) Run(ctx context.Context) error {
+	if h.ownPool {
+		defer h.renderLimits.Pool.Close()
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

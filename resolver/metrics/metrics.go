@@ -49,6 +49,10 @@ var (
 		Namespace: namespace, Name: "render_errors_total",
 		Help: "Failed POST /v1/prompts/{key}/render requests, by reason: validation (variables fail input_schema), render_failed (template error, time or size limit), other.",
 	}, []string{"reason"})
+	renderWorkerExits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "render_worker_exits_total",
+		Help: "Render worker processes ended and replaced, by reason: timeout (killed at the render deadline), died (crashed or hit the memory bound), canceled (the client left), protocol, start.",
+	}, []string{"reason"})
 	pointerMoves = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "pointer_moves_total",
 		Help: "Live and staging pointer changes seen in the audit log (from the API, CLI, webhook or sync of any process on the data directory), by action and env.",
@@ -92,7 +96,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		httpRequests, httpDuration, reads, renderErrors, pointerMoves,
+		httpRequests, httpDuration, reads, renderErrors, renderWorkerExits, pointerMoves,
 		syncDuration, syncLastSuccess, webhookDeliveries, webhookQueue, sseSubscribers,
 		publishDeliveries, publishQueue, publishOldest,
 	)
@@ -100,6 +104,9 @@ func init() {
 	// the hot paths hold resolved counters.
 	for _, r := range RenderReasons {
 		renderErrors.WithLabelValues(r)
+	}
+	for _, r := range RenderWorkerExitReasons {
+		renderWorkerExits.WithLabelValues(r)
 	}
 	for _, s := range WebhookStates {
 		webhookDeliveries.WithLabelValues(s)
@@ -153,6 +160,15 @@ var RenderReasons = []string{"validation", "render_failed", "other"}
 // limit); anything else is counted as "other".
 func RenderError(reason string) {
 	renderErrors.WithLabelValues(oneOf(reason, RenderReasons)).Inc()
+}
+
+// RenderWorkerExitReasons are the reason label values of
+// render_worker_exits_total (promptvault.PoolOptions.OnExit's reasons).
+var RenderWorkerExitReasons = []string{"timeout", "died", "canceled", "protocol", "start", "other"}
+
+// RenderWorkerExit counts one render worker process that ended.
+func RenderWorkerExit(reason string) {
+	renderWorkerExits.WithLabelValues(oneOf(reason, RenderWorkerExitReasons)).Inc()
 }
 
 // PointerActions are the action label values of pointer_moves_total: the

@@ -1,0 +1,183 @@
+package promptvault
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The test workers' misbehaviour, chosen by a template's text. Set while
+// package variables initialise, so before init turns a re-executed test
+// binary into a worker.
+var _ = func() int {
+	testWorkerHook = func(req *workerRequest) {
+		if len(req.Templates) == 0 {
+			return
+		}
+		switch req.Templates[0].Source {
+		case "crash: stack":
+			var f func(int) int
+			f = func(n int) int { return f(n+1) + 1 }
+			f(0)
+		case "crash: memory":
+			var keep [][]byte
+			for {
+				keep = append(keep, make([]byte, 1<<20))
+				for i := range keep[len(keep)-1] {
+					keep[len(keep)-1][i] = 1
+				}
+			}
+		case "crash: spin":
+			for {
+			}
+		}
+	}
+	return 0
+}()
+
+// newTestPool is a pool of this test binary re-executed as workers (the
+// package's init turns it into one), closed when the test ends.
+func newTestPool(tb testing.TB, opts PoolOptions) (*Pool, *exitLog) {
+	tb.Helper()
+	exits := &exitLog{}
+	opts.OnExit = exits.add
+	p := NewPool(opts)
+	tb.Cleanup(func() { p.Close() })
+	return p, exits
+}
+
+type exitLog struct {
+	mu      sync.Mutex
+	reasons []string
+}
+
+func (e *exitLog) add(r string) {
+	e.mu.Lock()
+	e.reasons = append(e.reasons, r)
+	e.mu.Unlock()
+}
+
+func (e *exitLog) String() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return strings.Join(e.reasons, ",")
+}
+
+// procStat returns fields of /proc/PID/stat after the command name:
+// index 0 is field 3 (state).
+func procStat(tb testing.TB, pid int) []string {
+	tb.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := string(b)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+}
+
+func TestPoolRenders(t *testing.T) {
+	pool, exits := newTestPool(t, PoolOptions{Size: 2})
+	p := mustParse(t, `template: "{{ greeting }}, {{ name|upper }}! {{ n }}"
+system: "sys {{ n + n }}"
+input_schema:
+  type: object
+  properties:
+    greeting: {type: string, default: Hello}
+    n: {type: integer}
+  required: [n]
+`)
+	for i := range 5 {
+		r, err := p.Render(context.Background(), map[string]any{"name": "ada", "n": i}, Limits{Pool: pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []Message{{"system", "sys " + strconv.Itoa(2*i)}, {"user", "Hello, ADA! " + strconv.Itoa(i)}}
+		if len(r.Messages) != 2 || r.Messages[0] != want[0] || r.Messages[1] != want[1] {
+			t.Fatalf("got %+v, want %+v", r.Messages, want)
+		}
+	}
+	_, err := p.Render(context.Background(), map[string]any{"n": "x"}, Limits{Pool: pool})
+	var ve *VariablesError
+	if !errors.As(err, &ve) || ve.List[0].Path != "/n" {
+		t.Fatalf("err = %v, want a variables error at /n", err)
+	}
+	if e := exits.String(); e != "" {
+		t.Errorf("workers ended: %s", e)
+	}
+	pids := pool.Workers()
+	if len(pids) == 0 {
+		t.Fatal("no workers")
+	}
+	for _, pid := range pids {
+		// Field 19 of stat is nice.
+		if nice := procStat(t, pid)[16]; nice != strconv.Itoa(workerNice) {
+			t.Errorf("worker %d runs at nice %s, want %d", pid, nice, workerNice)
+		}
+		lim, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/limits")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(lim), "Max address space") || strings.Contains(string(lim), "Max address space         unlimited") {
+			t.Errorf("worker %d has no address-space limit:\n%s", pid, lim)
+		}
+	}
+	if nice := procStat(t, os.Getpid())[16]; nice != "0" {
+		t.Errorf("the server's own nice changed to %s", nice)
+	}
+}
+
+// TestPoolBounds: each template breaks a bound only the process boundary
+// can hold; its render fails alone, the worker is replaced, and the next
+// render succeeds.
+func TestPoolBounds(t *testing.T) {
+	pool, exits := newTestPool(t, PoolOptions{Size: 1, MaxMemory: 64 << 20, Wait: 10 * time.Second})
+	ok := mustParse(t, "template: \"ok {{ x }}\"\n")
+	for _, tt := range []struct {
+		name, template string
+		vars           map[string]any
+		want, exit     string
+	}{
+		{"stack overflow", "crash: stack", nil, "recursed too deeply", "died"},
+		{"memory bound", "crash: memory", nil, "more than 64 MB of memory", "died"},
+		{"ignores its deadline", "crash: spin", nil, "longer than", "timeout"},
+		{"quadratic in test",
+			`{{ tags|select("in", allowed)|join(", ") }}`, map[string]any{"tags": seq(12000), "allowed": seq(12000)}, "longer than", "timeout"},
+		{"quadratic loop filter",
+			`{% for x in tags if x in allowed %}{{ x }}{% endfor %}`, map[string]any{"tags": seq(12000), "allowed": seq(12000)}, "longer than", "timeout"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := exits.String()
+			p := mustParse(t, "template: '"+strings.ReplaceAll(tt.template, "'", "''")+"'\n")
+			timeout := 200 * time.Millisecond
+			if tt.exit == "died" {
+				// Dying takes its own time; the deadline must not win.
+				timeout = 20 * time.Second
+			}
+			_, err := p.Render(context.Background(), tt.vars, Limits{Pool: pool, Timeout: timeout})
+			if !errors.Is(err, ErrRender) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want ErrRender containing %q", err, tt.want)
+			}
+			if got := strings.TrimPrefix(strings.TrimPrefix(exits.String(), before), ","); got != tt.exit {
+				t.Errorf("worker exits %q, want %q", got, tt.exit)
+			}
+			r, err := ok.Render(context.Background(), map[string]any{"x": 1}, Limits{Pool: pool})
+			if err != nil || r.Messages[0].Content != "ok 1" {
+				t.Fatalf("next render: %v, %v", r, err)
+			}
+			t.Logf("%v", err)
+		})
+	}
+}
+
+func seq(n int) []any {
+	l := make([]any, n)
+	for i := range l {
+		l[i] = "item" + strconv.Itoa(i)
+	}
+	return l
+}
