@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -109,8 +110,10 @@ type APIError struct {
 	Method, Path string
 	Status       int
 	Message      string
-	// RateLimited: a primary or secondary rate limit, whatever the status.
+	// RateLimited: a primary or secondary rate limit, whatever the status;
+	// no GitHub call is made before ResetAt.
 	RateLimited bool
+	ResetAt     time.Time
 
 	err error // go-github's error, for errors.As
 }
@@ -124,8 +127,8 @@ func (e *APIError) Unwrap() error { return e.err }
 
 // Temporary reports errors worth retrying (rate limits, server errors).
 func (e *APIError) Temporary() bool {
-	return e.RateLimited || e.Status == http.StatusTooManyRequests || e.Status >= 500 ||
-		(e.Status == http.StatusForbidden && strings.Contains(strings.ToLower(e.Message), "rate limit"))
+	f, _ := classify(e)
+	return f != failPermanent
 }
 
 // apiError maps go-github's errors to *APIError, so callers test one type
@@ -140,6 +143,18 @@ func apiError(err error) error {
 		// Minting the token failed, before any request went out; its error
 		// (an *APIError of the App's own calls, often) is the one to see.
 		return te.err
+	}
+	var rl0 *rateLimited
+	if errors.As(err, &rl0) {
+		ae := &APIError{Status: rl0.Status, Message: rl0.Message, RateLimited: true, ResetAt: rl0.Until, err: err}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ae.Method = strings.ToUpper(ue.Op) // url.Error says "Get"
+			if u, perr := url.Parse(ue.URL); perr == nil {
+				ae.Path = u.Path
+			}
+		}
+		return ae
 	}
 	ae := &APIError{err: err}
 	var resp *http.Response
@@ -214,10 +229,31 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, &tokenError{err}
 	}
+	orig := req
 	if tok != "" {
 		req = req.Clone(req.Context()) // RoundTrip must not modify the caller's request
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
+	resp, err := t.base.RoundTrip(req)
+	f, forgets := t.src.(interface{ Forget() })
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || !forgets || (orig.Body != nil && orig.GetBody == nil) {
+		return resp, err
+	}
+	// A revoked or rotated installation token: mint a new one and try once
+	// more; a second 401 is the answer.
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	f.Forget()
+	if tok, err = t.src.Token(orig.Context()); err != nil {
+		return nil, &tokenError{err}
+	}
+	req = orig.Clone(orig.Context())
+	if orig.GetBody != nil {
+		if req.Body, err = orig.GetBody(); err != nil {
+			return nil, err
+		}
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
 	return t.base.RoundTrip(req)
 }
 
@@ -229,9 +265,30 @@ type Client struct {
 	Owner, Repo string
 	// App is true with App auth: only Apps can create check runs, so token
 	// mode reports a commit status instead.
-	App  bool
-	gh   *github.Client
-	auth TokenSource
+	App bool
+	// AppID is the App's ID (App auth): our check runs are the ones with
+	// this app_id.
+	AppID int64
+	// Timeout bounds one call (default 30 s).
+	Timeout time.Duration
+	gh      *github.Client
+	auth    TokenSource
+	pause   *pause
+	now     func() time.Time
+}
+
+// SetClock replaces the clock rate-limit pauses are measured with (tests).
+func (c *Client) SetClock(now func() time.Time) { c.now = now }
+
+// PausedUntil is when GitHub calls may resume after a rate limit (zero or
+// past: not paused).
+func (c *Client) PausedUntil() time.Time {
+	t, _ := c.pause.get()
+	return t
+}
+
+func (c *Client) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.Timeout)
 }
 
 // APIBase normalizes --github-api-url: github.com's API as is, and for an
@@ -261,7 +318,7 @@ func newGitHub(apiURL string, rt http.RoundTripper) (*github.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	gh := github.NewClient(&http.Client{Transport: rt, Timeout: callTimeout})
+	gh := github.NewClient(&http.Client{Transport: rt})
 	gh.UserAgent = "promptvault"
 	if base.String() != gh.BaseURL.String() {
 		// APIBase already appended /api/v3/, so WithEnterpriseURLs keeps
@@ -275,11 +332,18 @@ func newGitHub(apiURL string, rt http.RoundTripper) (*github.Client, error) {
 
 // NewClient returns a client of repository owner/repo at apiURL.
 func NewClient(apiURL, owner, repo string, auth TokenSource, app bool) (*Client, error) {
-	gh, err := newGitHub(apiURL, &tokenTransport{src: auth, base: http.DefaultTransport})
+	c := &Client{Owner: owner, Repo: repo, App: app, auth: auth, Timeout: callTimeout, pause: &pause{}, now: time.Now}
+	rt := &rateTransport{base: &tokenTransport{src: auth, base: http.DefaultTransport}, pause: c.pause,
+		now: func() time.Time { return c.now() }}
+	gh, err := newGitHub(apiURL, rt)
 	if err != nil {
 		return nil, err
 	}
-	return &Client{Owner: owner, Repo: repo, App: app, gh: gh, auth: auth}, nil
+	c.gh = gh
+	if a, ok := auth.(*AppAuth); ok {
+		c.AppID, _ = strconv.ParseInt(a.AppID, 10, 64)
+	}
+	return c, nil
 }
 
 // Token returns the current token (for git over HTTPS).
@@ -321,7 +385,7 @@ func prRefOf(b *github.PullRequestBranch) PRRef {
 // PullRequest gets one pull request: its state, labels and merge commit as
 // they are now (payloads can be stale).
 func (c *Client) PullRequest(ctx context.Context, n int) (PullRequest, error) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ctx, cancel := c.call(ctx)
 	defer cancel()
 	pr, _, err := c.gh.PullRequests.Get(ctx, c.Owner, c.Repo, n)
 	if err != nil {
@@ -355,7 +419,7 @@ func (c *Client) PullRequests(ctx context.Context, state, base string, pages int
 }
 
 func (c *Client) listPRs(ctx context.Context, opts *github.PullRequestListOptions) ([]*github.PullRequest, *github.Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ctx, cancel := c.call(ctx)
 	defer cancel()
 	prs, resp, err := c.gh.PullRequests.List(ctx, c.Owner, c.Repo, opts)
 	return prs, resp, apiError(err)
@@ -363,7 +427,7 @@ func (c *Client) listPRs(ctx context.Context, opts *github.PullRequestListOption
 
 // CheckRuns lists the check runs named name for a commit.
 func (c *Client) CheckRuns(ctx context.Context, sha, name string) ([]CheckRun, error) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ctx, cancel := c.call(ctx)
 	defer cancel()
 	res, _, err := c.gh.Checks.ListCheckRunsForRef(ctx, c.Owner, c.Repo, sha, &github.ListCheckRunsOptions{
 		CheckName: github.String(name), Filter: github.String("latest"), ListOptions: github.ListOptions{PerPage: 100}})
@@ -421,7 +485,7 @@ func optional(s string) *string {
 
 // CreateCheckRun creates a check run.
 func (c *Client) CreateCheckRun(ctx context.Context, run CheckRun) (CheckRun, error) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ctx, cancel := c.call(ctx)
 	defer cancel()
 	r, _, err := c.gh.Checks.CreateCheckRun(ctx, c.Owner, c.Repo, github.CreateCheckRunOptions{
 		Name: run.Name, HeadSHA: run.HeadSHA, Status: optional(run.Status), Conclusion: optional(run.Conclusion),
@@ -435,7 +499,7 @@ func (c *Client) CreateCheckRun(ctx context.Context, run CheckRun) (CheckRun, er
 // UpdateCheckRun updates a check run; annotations are appended to those it
 // has.
 func (c *Client) UpdateCheckRun(ctx context.Context, id int64, run CheckRun) (CheckRun, error) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ctx, cancel := c.call(ctx)
 	defer cancel()
 	if run.Name == "" {
 		// go-github always sends "name" on update; an empty one would
@@ -452,7 +516,7 @@ func (c *Client) UpdateCheckRun(ctx context.Context, id int64, run CheckRun) (Ch
 
 // CreateStatus sets the commit status of sha for st.Context.
 func (c *Client) CreateStatus(ctx context.Context, sha string, st Status) error {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ctx, cancel := c.call(ctx)
 	defer cancel()
 	_, _, err := c.gh.Repositories.CreateStatus(ctx, c.Owner, c.Repo, sha, &github.RepoStatus{
 		State: github.String(st.State), Context: github.String(st.Context),

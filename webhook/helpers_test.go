@@ -107,6 +107,7 @@ type fakeGitHub struct {
 	staticToken string
 	calls       []string // "METHOD path"
 	failNext    map[string]int
+	clock       *fakeClock
 	rollback    map[string]any // rollback --open-pr requests by step
 }
 
@@ -426,6 +427,29 @@ type env struct {
 	srv   *httptest.Server
 	nextN int
 	seq   int
+	clock *fakeClock
+}
+
+// fakeClock is the worker's and the fake GitHub's clock: retries and
+// rate-limit pauses are due when a test advances it, never after real
+// waiting.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Now().Truncate(time.Second)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }
 
 type envMode int
@@ -440,7 +464,8 @@ func newEnv(t testing.TB, mode envMode) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	e := &env{t: t, ctx: ctx, work: gittest.New(t), git: newGitServer(t), gh: newFakeGitHub(t)}
+	e := &env{t: t, ctx: ctx, work: gittest.New(t), git: newGitServer(t), gh: newFakeGitHub(t), clock: newFakeClock()}
+	e.gh.clock = e.clock
 	e.work.Write("prompts/greet.yaml", gittest.Prompt("Hello"))
 	e.work.Write("prompts/other.yaml", gittest.Prompt("Other"))
 	e.work.Write("README.md", "prompts\n")
@@ -470,6 +495,7 @@ func newEnv(t testing.TB, mode envMode) *env {
 		t.Fatal(err)
 	}
 	if client != nil {
+		client.SetClock(e.clock.Now)
 		c := client
 		gitAuth = func(ctx context.Context) (transport.AuthMethod, error) {
 			tok, err := c.Token(ctx)
@@ -488,11 +514,13 @@ func newEnv(t testing.TB, mode envMode) *env {
 		cfg.AutoPromote = index.AutoMergedPR
 	}
 	e.w, err = NewWorker(Options{DB: e.db, Repo: e.repo, Config: cfg, GitHub: client, App: app,
-		Backoff: func(int) time.Duration { return time.Millisecond }, MaxAttempts: 1000, FetchTimeout: 30 * time.Second})
+		Backoff: func(int) time.Duration { return time.Millisecond }, MaxAttempts: 1000, FetchTimeout: 30 * time.Second,
+		Now: e.clock.Now, Workers: 4, Repository: testOwner + "/" + testName})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.rc, err = NewReceiver(ReceiverOptions{DB: e.db, Secret: testSecret, Notify: e.w.Notify}); err != nil {
+	if e.rc, err = NewReceiver(ReceiverOptions{DB: e.db, Secret: testSecret, Notify: e.w.Notify,
+		Repository: testOwner + "/" + testName}); err != nil {
 		t.Fatal(err)
 	}
 	e.srv = httptest.NewServer(e.rc)

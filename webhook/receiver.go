@@ -142,14 +142,18 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rc.reject(w, r, err)
 		return
 	}
-	var head struct {
-		Action string `json:"action"`
-	}
+	var head envelope
 	if err := json.Unmarshal(d.Body, &head); err != nil {
 		rc.reject(w, r, fmt.Errorf("%w: payload is not a JSON object: %v", ErrBadDelivery, err))
 		return
 	}
 	d.Action = head.Action
+	d.Subject = head.subject(d.Event)
+	if why := otherRepository(rc.repo, head); why != "" {
+		// Acknowledged (GitHub would only retry) and kept for operators,
+		// never processed: another repository's PR #N is not ours.
+		d.State, d.Result = index.DeliveryIgnored, why
+	}
 	dup, err := rc.accept(d)
 	if err != nil {
 		rc.log.Error("webhook inbox", logDelivery, d.GUID, logErr, err)

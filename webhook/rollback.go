@@ -23,7 +23,7 @@ var unsafeRef = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
 // new branch from branch's head, one commit, one pull request.
 func (c *Client) OpenRollbackPR(ctx context.Context, branch string, v index.Version, data []byte) (string, error) {
 	// One budget for the four calls: they are one user-facing action.
-	ctx, cancel := context.WithTimeout(ctx, 4*callTimeout)
+	ctx, cancel := context.WithTimeout(ctx, 4*c.Timeout)
 	defer cancel()
 	ref, _, err := c.gh.Git.GetRef(ctx, c.Owner, c.Repo, "heads/"+branch)
 	if err != nil {

@@ -419,14 +419,14 @@ func TestDeliveryBeforeObjects(t *testing.T) {
 		Base: PRRef{Ref: "main", SHA: e.work.Git("rev-parse", "main")}}
 	e.gh.setPR(pr)
 	g := e.deliver("pull_request", prPayload("opened", pr))
-	if processed, wait, err := e.w.Step(e.ctx); err != nil || processed || wait <= 0 {
-		t.Fatalf("Step = %v %v %v, want a retry", processed, wait, err)
+	if wait, err := e.w.Drain(e.ctx); err != nil || wait <= 0 {
+		t.Fatalf("Drain = %v %v, want a retry", wait, err)
 	}
 	if d := e.delivery(g); d.State != index.DeliveryPending || d.Attempts != 1 || d.LastError == "" {
 		t.Fatalf("delivery = %+v, want pending after one attempt", d)
 	}
 	e.work.Git("push", "-q", e.git.Bare, "late:refs/pull/1/head")
-	time.Sleep(5 * time.Millisecond)
+	e.clock.Advance(time.Second)
 	e.drain()
 	if d := e.delivery(g); d.State != index.DeliveryDone {
 		t.Fatalf("delivery %s: %s", d.State, d.LastError)
@@ -694,7 +694,7 @@ func TestAPIErrors(t *testing.T) {
 	}{
 		{"not found", answer{404, nil, `{"message":"Not Found"}`}, false, false},
 		{"bad gateway", answer{502, nil, `{"message":"Server Error"}`}, true, false},
-		{"too many requests", answer{429, nil, `{"message":"Too many requests"}`}, true, false},
+		{"too many requests", answer{429, nil, `{"message":"Too many requests"}`}, true, true},
 		{"primary rate limit", answer{403, map[string]string{"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0",
 			"X-RateLimit-Reset": reset}, `{"message":"API rate limit exceeded"}`}, true, true},
 		{"secondary rate limit", answer{403, map[string]string{"Retry-After": "60"},

@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
+	"math/rand/v2"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-github/v60/github"
@@ -38,18 +39,29 @@ type Options struct {
 	// serve's own sync loop) around fetch and index; nil: no lock.
 	Lock   func(ctx context.Context) (unlock func(), err error)
 	Logger *slog.Logger
-	// Backoff is the wait before retry number n (1-based); default
-	// 1 s doubling up to 2 min.
+	// Backoff is the wait before retry number n (1-based) of a transient
+	// failure; default DefaultBackoff (exponential with jitter).
 	Backoff func(n int) time.Duration
-	// MaxAttempts bounds retries before a delivery is marked failed
-	// (default 20, about half an hour of waiting).
+	// MaxAttempts bounds retries of transient failures before a delivery
+	// is marked failed (default 20, about half an hour of waiting).
+	// Rate-limit pauses use no attempt.
 	MaxAttempts int
+	// Workers is how many deliveries of different subjects are processed
+	// at once (default 4); git work among them is serialized.
+	Workers int
+	// Repository is the served repository, OWNER/NAME: a delivery about
+	// another one is recorded as ignored. Empty: every repository.
+	Repository string
+	// Now is the clock of retry and rate-limit times (tests inject one so
+	// nothing waits in real time); default time.Now.
+	Now func() time.Time
 	// FetchTimeout bounds one git fetch (default 2 min).
 	FetchTimeout time.Duration
 }
 
-// Worker processes accepted deliveries one at a time, in the order they
-// were accepted, and runs the reconcile between them.
+// Worker processes accepted deliveries, in arrival order per subject (one
+// pull request, one branch) and concurrently across subjects, and runs the
+// reconcile between them.
 type Worker struct {
 	opts   Options
 	cfg    index.Config
@@ -58,6 +70,15 @@ type Worker struct {
 	gh     *Client
 	log    *slog.Logger
 	tickle chan struct{}
+	gitMu  sync.Mutex // serializes fetch and index within this process (locked)
+}
+
+// DefaultBackoff is the wait before retry n of a transient failure: 1 s
+// doubling up to 2 min, with ±25% jitter so retries of many deliveries do
+// not arrive together.
+func DefaultBackoff(n int) time.Duration {
+	d := min(time.Second<<min(n-1, 7), 2*time.Minute)
+	return d - d/4 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
 // NewWorker returns a worker; Run drives it.
@@ -75,10 +96,13 @@ func NewWorker(opts Options) (*Worker, error) {
 		opts.ReconcileEvery = 5 * time.Minute
 	}
 	if opts.Backoff == nil {
-		opts.Backoff = func(n int) time.Duration {
-			d := time.Second << min(n-1, 7)
-			return min(d, 2*time.Minute)
-		}
+		opts.Backoff = DefaultBackoff
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 20
@@ -126,6 +150,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(w.opts.ReconcileEvery)
 	defer tick.Stop()
+	// A redelivery asked for by another process (the CLI) has no way to
+	// wake this one; a slow look at the inbox finds it.
+	poll := time.NewTicker(5 * time.Second)
+	defer poll.Stop()
 	for {
 		wait, err := w.Drain(ctx)
 		if ctx.Err() != nil {
@@ -145,6 +173,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-w.tickle:
 		case <-due:
+		case <-poll.C:
 		case <-tick.C:
 			if err := w.Reconcile(ctx); err != nil && ctx.Err() == nil {
 				w.log.Error("reconcile", logErr, err)
@@ -156,63 +185,83 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
-// Drain processes deliveries until none is ready. wait > 0 says when the
-// oldest pending one (waiting for a retry) is due.
+// Drain processes deliveries until none is ready, up to Workers at once
+// (of different subjects). wait > 0 says when the earliest waiting one
+// (a retry, a rate-limit pause) is due.
 func (w *Worker) Drain(ctx context.Context) (wait time.Duration, err error) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	done := make(chan struct{}, w.opts.Workers)
+	running := 0
 	for ctx.Err() == nil {
-		processed, wait, err := w.Step(ctx)
-		if err != nil || !processed {
-			return wait, err
+		if running == w.opts.Workers {
+			<-done
+			running--
+			continue
 		}
+		w.reportQueue(ctx)
+		d, ok, wt, err := w.db.ClaimDelivery(ctx, w.opts.Now())
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			if running == 0 {
+				return wt, nil
+			}
+			// A running delivery may free its subject's next one.
+			<-done
+			running--
+			continue
+		}
+		running++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.handle(ctx, d)
+			done <- struct{}{}
+		}()
 	}
 	return 0, ctx.Err()
 }
 
-// Step processes the oldest pending delivery if it is due; processed is
-// false when there was none, or it was put back for a retry after wait.
-// Deliveries are
-// handled strictly in order: one waiting for a retry holds back the later
-// ones, so a synchronize is never applied after the close that follows it.
-func (w *Worker) Step(ctx context.Context) (processed bool, wait time.Duration, err error) {
-	w.reportQueue(ctx)
-	d, ok, err := w.db.NextDelivery(ctx)
-	if err != nil || !ok {
-		return false, 0, err
-	}
-	if due := time.UnixMilli(d.NextAt); d.NextAt > 0 && time.Now().Before(due) {
-		return false, time.Until(due), nil
-	}
-	if err := w.db.StartDelivery(ctx, d.Seq); err != nil {
-		return false, 0, fmt.Errorf("start delivery %s: %w", d.GUID, err)
-	}
-	d.Attempts++
+// handle processes one claimed delivery and records the outcome by the
+// failure class of its error.
+func (w *Worker) handle(ctx context.Context, d index.Delivery) {
 	perr := w.process(ctx, d)
 	if perr == nil {
 		metrics.WebhookDelivery("processed")
-		return true, 0, nil
+		return
 	}
 	if ctx.Err() != nil {
-		// Shutting down: the row stays processing and is reset at start.
-		return false, 0, ctx.Err()
+		return // shutting down: the row stays processing and is reset at start
 	}
-	var ae *APIError
-	if errors.As(perr, &ae) && ae.Status == http.StatusUnauthorized && w.opts.App != nil {
-		w.opts.App.Forget() // a revoked or rotated token: mint a new one on retry
-	}
-	// A pull request the API does not know (another repository's payload,
-	// or deleted) will never succeed; do not hold back later deliveries.
-	notFound := errors.As(perr, &ae) && ae.Status == http.StatusNotFound
-	if errors.Is(perr, errPermanent) || notFound || d.Attempts >= w.opts.MaxAttempts {
+	var err error
+	switch f, until := classify(perr); {
+	case f == failRateLimited:
+		// Every GitHub call is paused until the reset; the delivery waits
+		// for it without using up an attempt.
+		now := w.opts.Now()
+		if !until.After(now) {
+			until = now.Add(MinRateLimitPause)
+		}
+		metrics.WebhookDelivery("retried")
+		w.log.Warn("delivery paused by a GitHub rate limit", logDelivery, d.GUID, logEvent, d.Event,
+			"until", until.UTC().Format(time.RFC3339), logErr, perr)
+		err = w.db.RetryDelivery(ctx, d.Seq, until, perr.Error(), true)
+	case f == failPermanent || d.Attempts >= w.opts.MaxAttempts:
 		w.log.Error("delivery failed", logDelivery, d.GUID, logEvent, d.Event, "attempts", d.Attempts, logErr, perr)
 		metrics.WebhookDelivery("failed")
-		return true, 0, w.db.FailDelivery(ctx, d.Seq, perr.Error())
+		err = w.db.FailDelivery(ctx, d.Seq, perr.Error())
+	default:
+		metrics.WebhookDelivery("retried")
+		next := w.opts.Backoff(d.Attempts)
+		w.log.Warn("delivery will be retried", logDelivery, d.GUID, logEvent, d.Event, "attempt", d.Attempts,
+			"in", next.String(), logErr, perr)
+		err = w.db.RetryDelivery(ctx, d.Seq, w.opts.Now().Add(next), perr.Error(), false)
 	}
-	metrics.WebhookDelivery("retried")
-	next := w.opts.Backoff(d.Attempts)
-	w.log.Warn("delivery will be retried", logDelivery, d.GUID, logEvent, d.Event, "attempt", d.Attempts,
-		"in", next.String(), logErr, perr)
-	// Not "processed": the caller waits for the retry instead of spinning.
-	return false, next, w.db.RetryDelivery(ctx, d.Seq, time.Now().Add(next), perr.Error())
+	if err != nil && ctx.Err() == nil {
+		w.log.Error("record delivery outcome", logDelivery, d.GUID, logErr, err)
+	}
 }
 
 // reportQueue publishes how many accepted deliveries wait (a count on an
@@ -235,6 +284,9 @@ func (w *Worker) finish(ctx context.Context, d index.Delivery, result string) er
 }
 
 func (w *Worker) process(ctx context.Context, d index.Delivery) error {
+	if other := w.otherRepository(d); other != "" {
+		return w.db.Update(ctx, func(tx *index.Tx) error { return tx.IgnoreDelivery(ctx, d.Seq, other) })
+	}
 	switch d.Event {
 	case "push":
 		return w.push(ctx, d)
@@ -251,8 +303,11 @@ func (w *Worker) process(ctx context.Context, d index.Delivery) error {
 	return w.finish(ctx, d, "ignored event "+d.Event)
 }
 
-// locked runs fn under the data directory's sync lock.
+// locked runs fn under the data directory's sync lock (and this process's
+// git mutex: deliveries of different subjects run concurrently).
 func (w *Worker) locked(ctx context.Context, fn func() error) error {
+	w.gitMu.Lock()
+	defer w.gitMu.Unlock()
 	if w.opts.Lock != nil {
 		unlock, err := w.opts.Lock(ctx)
 		if err != nil {

@@ -25,6 +25,7 @@ import (
 // githubConfig is one invocation's GitHub flags and what they configure.
 type githubConfig struct {
 	appID, appKey, token, apiURL string
+	githubRepo                   string // --github-repo OWNER/NAME
 	stagingLabel, holdLabel      string
 	root                         *cobra.Command
 
@@ -60,6 +61,7 @@ func githubFlags(c *cli, root *cobra.Command) {
 	pf.StringVar(&g.appID, "github-app-id", "", "GitHub App ID (GitHub mode, with --github-app-key)")
 	pf.StringVar(&g.appKey, "github-app-key", "", "path of the GitHub App's private key PEM file")
 	pf.StringVar(&g.token, "github-token", "", "GitHub token (GitHub mode without an App: commit statuses instead of check runs)")
+	pf.StringVar(&g.githubRepo, "github-repo", "", "served repository OWNER/NAME (default: from --repo's URL); deliveries about other repositories are ignored")
 	pf.StringVar(&g.apiURL, "github-api-url", "https://api.github.com/", "GitHub REST API URL (GitHub Enterprise Server: https://HOST/api/v3/)")
 	pf.StringVar(&g.stagingLabel, "staging-label", webhook.DefaultStagingLabel, "pull request label that puts its drafts on staging")
 	pf.StringVar(&g.holdLabel, "hold-label", webhook.DefaultHoldLabel, "pull request label that merges without promoting")
@@ -94,7 +96,7 @@ func githubSetup(ctx context.Context, c *cli, d *data) error {
 	if g.appID != "" && g.appKey == "" {
 		return errors.New("--github-app-id needs --github-app-key (path of the App's private key PEM file)")
 	}
-	owner, name, err := ownerName(d.repo)
+	owner, name, err := g.servedRepo(d.repo)
 	if err != nil {
 		return err
 	}
@@ -136,6 +138,18 @@ func githubSetup(ctx context.Context, c *cli, d *data) error {
 	return nil
 }
 
+// servedRepo is --github-repo, or else the owner and name in --repo's URL.
+func (g *githubConfig) servedRepo(repo string) (owner, name string, err error) {
+	if g.githubRepo == "" {
+		return ownerName(repo)
+	}
+	owner, name, ok := strings.Cut(g.githubRepo, "/")
+	if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
+		return "", "", fmt.Errorf("--github-repo %q: want OWNER/NAME", g.githubRepo)
+	}
+	return owner, name, nil
+}
+
 // ownerName reads OWNER and NAME from https://HOST/OWNER/NAME(.git) (any
 // host: github.com, an Enterprise Server, a test server) or git@HOST:OWNER/NAME.git.
 func ownerName(repo string) (owner, name string, err error) {
@@ -173,15 +187,25 @@ func githubServe(ctx context.Context, c *cli, s *server) error {
 			}
 		}
 	}
+	// The served repository: deliveries about others are ignored. Unknown
+	// for a local --repo without --github-repo: then every one is taken.
+	served := ""
+	if owner, name, err := g.servedRepo(s.Data.repo); err == nil {
+		served = owner + "/" + name
+	} else if g.githubRepo != "" {
+		return err
+	} else {
+		s.Log.Warn("webhook: served repository unknown (local --repo, no --github-repo): deliveries of any repository are processed")
+	}
 	w, err := webhook.NewWorker(webhook.Options{
-		DB: s.Data.db, Repo: s.Repo, Config: s.Data.cfg, GitHub: g.client, App: g.app,
+		DB: s.Data.db, Repo: s.Repo, Config: s.Data.cfg, GitHub: g.client, App: g.app, Repository: served,
 		StagingLabel: g.stagingLabel, HoldLabel: g.holdLabel, ReconcileEvery: every,
 		Lock: func(context.Context) (func(), error) { return flockSync(s.Data.dir) }, Logger: s.Log,
 	})
 	if err != nil {
 		return err
 	}
-	rc, err := webhook.NewReceiver(webhook.ReceiverOptions{DB: s.Data.db, Secret: c.webhookSecret, Logger: s.Log,
+	rc, err := webhook.NewReceiver(webhook.ReceiverOptions{DB: s.Data.db, Secret: c.webhookSecret, Logger: s.Log, Repository: served,
 		Notify: w.Notify, WriteError: s.Handler.WriteError})
 	if err != nil {
 		return err
