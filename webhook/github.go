@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -74,6 +75,8 @@ type CheckRun struct {
 	Status     string       `json:"status,omitempty"`
 	Conclusion string       `json:"conclusion,omitempty"`
 	Output     *CheckOutput `json:"output,omitempty"`
+	// AppID is the App that owns the run: only it may update the run.
+	AppID int64 `json:"-"`
 }
 
 // CheckOutput is a check run's output.
@@ -425,25 +428,35 @@ func (c *Client) listPRs(ctx context.Context, opts *github.PullRequestListOption
 	return prs, resp, apiError(err)
 }
 
-// CheckRuns lists the check runs named name for a commit.
+// CheckRuns lists the check runs named name for a commit that our App owns
+// (with App auth: another App's run of the same name cannot be updated by
+// us, GitHub answers 403).
 func (c *Client) CheckRuns(ctx context.Context, sha, name string) ([]CheckRun, error) {
 	ctx, cancel := c.call(ctx)
 	defer cancel()
-	res, _, err := c.gh.Checks.ListCheckRunsForRef(ctx, c.Owner, c.Repo, sha, &github.ListCheckRunsOptions{
-		CheckName: github.String(name), Filter: github.String("latest"), ListOptions: github.ListOptions{PerPage: 100}})
+	opts := &github.ListCheckRunsOptions{CheckName: github.String(name), Filter: github.String("latest"),
+		ListOptions: github.ListOptions{PerPage: 100}}
+	if c.AppID != 0 {
+		opts.AppID = github.Int64(c.AppID)
+	}
+	res, _, err := c.gh.Checks.ListCheckRunsForRef(ctx, c.Owner, c.Repo, sha, opts)
 	if err != nil {
 		return nil, apiError(err)
 	}
 	runs := make([]CheckRun, 0, len(res.CheckRuns))
 	for _, r := range res.CheckRuns {
-		runs = append(runs, checkRunOf(r))
+		run := checkRunOf(r)
+		if c.AppID != 0 && run.AppID != c.AppID {
+			continue // the filter is GitHub's; this is ours
+		}
+		runs = append(runs, run)
 	}
 	return runs, nil
 }
 
 func checkRunOf(r *github.CheckRun) CheckRun {
 	run := CheckRun{ID: r.GetID(), Name: r.GetName(), HeadSHA: r.GetHeadSHA(), Status: r.GetStatus(),
-		Conclusion: r.GetConclusion()}
+		Conclusion: r.GetConclusion(), AppID: r.GetApp().GetID()}
 	if o := r.GetOutput(); o != nil {
 		run.Output = &CheckOutput{Title: o.GetTitle(), Summary: o.GetSummary(), AnnotationsCount: o.GetAnnotationsCount()}
 	}
@@ -535,6 +548,10 @@ type AppAuth struct {
 	Owner, Repo    string
 	// Refresh is how long before expires_at a token is replaced (5 min).
 	Refresh time.Duration
+	// Permissions the installation token is narrowed to (GitHub's names:
+	// "checks": "write", ...); DefaultPermissions unless set. The token is
+	// also narrowed to the one repository.
+	Permissions map[string]string
 	Now     func() time.Time
 
 	// api has no credentials of its own: each mint signs a fresh JWT and
@@ -545,6 +562,14 @@ type AppAuth struct {
 	token   string
 	expires time.Time
 }
+
+// Installation token permissions: what serve uses (check runs; reading pull
+// requests, contents for git, metadata), and what rollback --open-pr adds
+// (a branch, a commit and a pull request).
+var (
+	DefaultPermissions  = map[string]string{"checks": "write", "contents": "read", "metadata": "read", "pull_requests": "read"}
+	RollbackPermissions = map[string]string{"contents": "write", "metadata": "read", "pull_requests": "write"}
+)
 
 // NewAppAuth returns the App token source for owner/repo.
 func NewAppAuth(apiURL, appID string, key *rsa.PrivateKey, owner, repo string) (*AppAuth, error) {
@@ -616,9 +641,18 @@ func (a *AppAuth) Token(ctx context.Context) (string, error) {
 		}
 		a.InstallationID = inst.GetID()
 	}
-	// Empty options send "{}": a token with the installation's own
-	// repositories and permissions.
-	tok, _, err := app.Apps.CreateInstallationToken(ctx, a.InstallationID, &github.InstallationTokenOptions{})
+	// A token for the one repository and the permissions used: a leaked
+	// token can do no more than promptvault does.
+	perms := a.Permissions
+	if perms == nil {
+		perms = DefaultPermissions
+	}
+	var gp github.InstallationPermissions
+	if b, err := json.Marshal(perms); err != nil || json.Unmarshal(b, &gp) != nil {
+		return "", fmt.Errorf("installation token permissions %v: unknown", perms)
+	}
+	tok, _, err := app.Apps.CreateInstallationToken(ctx, a.InstallationID, &github.InstallationTokenOptions{
+		Repositories: []string{a.Repo}, Permissions: &gp})
 	if err != nil {
 		return "", fmt.Errorf("installation token: %w", apiError(err))
 	}

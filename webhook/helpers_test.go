@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,14 +109,28 @@ type fakeGitHub struct {
 	calls       []string // "METHOD path"
 	failNext    map[string]int
 	clock       *fakeClock
+	spec        *apiSpec
+	// fault, when set, may answer a call instead of the API (chaos).
+	fault func(w http.ResponseWriter, r *http.Request) bool
+	// rateLimitNext answers the next n calls with a rate limit of kind
+	// "primary" (403, x-ratelimit-remaining 0), "secondary" (403 with
+	// retry-after) or "429".
+	rateLimitNext map[string]int
+	tokenBodies   []map[string]any // access token request bodies
+	updated       map[int]time.Time
+	tick          int // orders PR updates
 	rollback    map[string]any // rollback --open-pr requests by step
 }
 
 type fakeRun struct {
 	CheckRun
+	appID       int64
 	annotations []Annotation
 	updates     int
 }
+
+// testAppIDNum is testAppID as GitHub's app_id.
+const testAppIDNum = 4242
 
 func newFakeGitHub(t testing.TB) *fakeGitHub {
 	t.Helper()
@@ -124,14 +139,15 @@ func newFakeGitHub(t testing.TB) *fakeGitHub {
 		t.Fatal(err)
 	}
 	f := &fakeGitHub{t: t, key: key, prs: map[int]*PullRequest{}, statuses: map[string][]Status{},
-		tokens: map[string]time.Time{}, tokenTTL: time.Hour, failNext: map[string]int{}, rollback: map[string]any{}}
+		tokens: map[string]time.Time{}, tokenTTL: time.Hour, failNext: map[string]int{}, rollback: map[string]any{},
+		spec: githubSpec(t), rateLimitNext: map[string]int{}, updated: map[int]time.Time{}}
 	mux := http.NewServeMux()
 	for _, p := range []string{"", "/api/v3"} {
 		repo := p + "/repos/{owner}/{repo}/"
 		mux.HandleFunc("GET "+repo+"pulls/{n}", f.auth(f.getPR))
 		mux.HandleFunc("GET "+repo+"pulls", f.auth(f.listPRs))
 		mux.HandleFunc("POST "+repo+"pulls", f.auth(f.createPR))
-		mux.HandleFunc("GET "+repo+"commits/{sha}/check-runs", f.auth(f.listRuns))
+		mux.HandleFunc("GET "+repo+"commits/{ref}/check-runs", f.auth(f.listRuns))
 		mux.HandleFunc("POST "+repo+"check-runs", f.auth(f.createRun))
 		mux.HandleFunc("PATCH "+repo+"check-runs/{id}", f.auth(f.updateRun))
 		mux.HandleFunc("POST "+repo+"statuses/{sha}", f.auth(f.createStatus))
@@ -150,15 +166,104 @@ func newFakeGitHub(t testing.TB) *fakeGitHub {
 		if fail {
 			f.failNext[key]--
 		}
+		limit := ""
+		for k, n := range f.rateLimitNext {
+			if n > 0 {
+				limit = k
+				f.rateLimitNext[k]--
+				break
+			}
+		}
+		fault := f.fault
 		f.mu.Unlock()
 		if fail {
 			writeJSON(w, http.StatusBadGateway, map[string]string{"message": "Server Error"})
 			return
 		}
-		mux.ServeHTTP(w, r)
+		if limit != "" {
+			f.writeRateLimit(w, limit)
+			return
+		}
+		if fault != nil && fault(w, r) {
+			return
+		}
+		f.serveChecked(w, r, mux)
 	}))
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// writeRateLimit answers as GitHub does when a limit is hit.
+func (f *fakeGitHub) writeRateLimit(w http.ResponseWriter, kind string) {
+	now := f.now()
+	switch kind {
+	case "primary":
+		w.Header().Set("X-RateLimit-Limit", "5000")
+		w.Header().Set("X-RateLimit-Remaining", "0")
+		w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(now.Add(10*time.Minute).Unix(), 10))
+		writeJSON(w, http.StatusForbidden, map[string]string{"message": "API rate limit exceeded for installation ID 77.",
+			"documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"})
+	case "secondary":
+		w.Header().Set("Retry-After", "120")
+		writeJSON(w, http.StatusForbidden, map[string]string{"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+			"documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"})
+	case "429":
+		w.Header().Set("Retry-After", "30")
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"message": "Too Many Requests"})
+	}
+}
+
+func (f *fakeGitHub) now() time.Time {
+	if f.clock != nil {
+		return f.clock.Now()
+	}
+	return time.Now()
+}
+
+// serveChecked answers through the API mux, holding both directions to
+// GitHub's description: the request body must satisfy the operation's
+// request schema (else 422, and the test fails), and a 2xx answer is laid
+// over the response schema's skeleton, so it carries every required field,
+// and checked against it.
+func (f *fakeGitHub) serveChecked(w http.ResponseWriter, r *http.Request, mux *http.ServeMux) {
+	if f.spec == nil {
+		mux.ServeHTTP(w, r)
+		return
+	}
+	op := f.spec.op(r.Method, r.URL.Path)
+	if op == nil {
+		f.t.Errorf("fake GitHub: %s %s is no operation of GitHub's REST API description", r.Method, r.URL.Path)
+		writeJSON(w, http.StatusNotFound, map[string]string{"message": "Not Found"})
+		return
+	}
+	if op.reqSch != nil {
+		body, _ := io.ReadAll(r.Body)
+		if err := validate(op.reqSch, body); err != nil {
+			f.t.Errorf("fake GitHub: %s body does not satisfy its request schema: %v\n%s", op.key, err, body)
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"message": "Invalid request.\n\n" + err.Error()})
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, r)
+	body := rec.Body.Bytes()
+	if schema, ok := op.response[rec.Code]; ok && rec.Code < 300 && len(body) > 0 {
+		var v any
+		if err := json.Unmarshal(body, &v); err != nil {
+			f.t.Errorf("fake GitHub: %s answer is not JSON: %v", op.key, err)
+		}
+		body, _ = json.Marshal(build(schema, v))
+		if err := validate(op.respSch[rec.Code], body); err != nil {
+			f.t.Errorf("fake GitHub: %s answer does not satisfy its %d response schema: %v", op.key, rec.Code, err)
+		}
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.Header().Del("Content-Length")
+	w.WriteHeader(rec.Code)
+	w.Write(body)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -213,7 +318,10 @@ func (f *fakeGitHub) accessToken(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"message": "Not Found"})
 		return
 	}
+	var in map[string]any
+	json.NewDecoder(r.Body).Decode(&in)
 	f.mu.Lock()
+	f.tokenBodies = append(f.tokenBodies, in)
 	f.tokenCalls++
 	tok := fmt.Sprintf("ghs_%s_%d", testAppID, f.tokenCalls)
 	exp := time.Now().Add(f.tokenTTL).UTC().Truncate(time.Second)
@@ -261,16 +369,46 @@ func headRepo(pr PullRequest) string {
 	return testOwner + "/" + testName
 }
 
+// listPRs pages as GitHub does: sort=updated&direction=desc, per_page
+// (default 30, at most 100), page, and a Link header naming the next and
+// last pages.
 func (f *fakeGitHub) listPRs(w http.ResponseWriter, r *http.Request) {
-	state, base := r.URL.Query().Get("state"), r.URL.Query().Get("base")
+	q := r.URL.Query()
+	state, base := q.Get("state"), q.Get("base")
+	perPage, page := 30, 1
+	if v, err := strconv.Atoi(q.Get("per_page")); err == nil && v > 0 {
+		perPage = min(v, 100)
+	}
+	if v, err := strconv.Atoi(q.Get("page")); err == nil && v > 0 {
+		page = v
+	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := []map[string]any{}
-	for n := len(f.prs) + 100; n > 0; n-- {
-		pr, ok := f.prs[n]
-		if ok && (state == "all" || pr.State == state) && (base == "" || pr.Base.Ref == base) {
-			out = append(out, prJSON(*pr, false))
+	var match []*PullRequest
+	for _, pr := range f.prs {
+		if (state == "all" || pr.State == state) && (base == "" || pr.Base.Ref == base) {
+			match = append(match, pr)
 		}
+	}
+	sort.Slice(match, func(i, j int) bool { return f.updated[match[i].Number].After(f.updated[match[j].Number]) })
+	out := []map[string]any{}
+	for i := (page - 1) * perPage; i < min(page*perPage, len(match)); i++ {
+		m := prJSON(*match[i], false)
+		m["updated_at"] = f.updated[match[i].Number].UTC().Format(time.RFC3339)
+		out = append(out, m)
+	}
+	f.mu.Unlock()
+	last := max((len(match)+perPage-1)/perPage, 1)
+	link := func(p int, rel string) string {
+		u := *r.URL
+		u.Scheme, u.Host = "http", r.Host
+		v := u.Query()
+		v.Set("page", strconv.Itoa(p))
+		v.Set("per_page", strconv.Itoa(perPage))
+		u.RawQuery = v.Encode()
+		return fmt.Sprintf("<%s>; rel=%q", u.String(), rel)
+	}
+	if page < last {
+		w.Header().Set("Link", link(page+1, "next")+", "+link(last, "last"))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -312,16 +450,31 @@ func (f *fakeGitHub) getContents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"type": "file", "path": r.PathValue("path"), "sha": strings.Repeat("b", 40)})
 }
 
+// runJSON is a check run as the API answers it, with its owning App.
+func runJSON(run *fakeRun) map[string]any {
+	m := map[string]any{"id": run.ID, "name": run.Name, "head_sha": run.HeadSHA, "status": run.Status,
+		"conclusion": run.Conclusion, "app": map[string]any{"id": run.appID},
+		"output": map[string]any{"title": "", "summary": "", "annotations_count": len(run.annotations)}}
+	if run.Conclusion == "" {
+		m["conclusion"] = nil
+	}
+	if run.Output != nil {
+		m["output"] = map[string]any{"title": run.Output.Title, "summary": run.Output.Summary,
+			"annotations_count": len(run.annotations)}
+	}
+	return m
+}
+
+// listRuns filters by check_name and app_id as GitHub does.
 func (f *fakeGitHub) listRuns(w http.ResponseWriter, r *http.Request) {
-	sha, name := r.PathValue("sha"), r.URL.Query().Get("check_name")
+	sha, name := r.PathValue("ref"), r.URL.Query().Get("check_name")
+	app, _ := strconv.ParseInt(r.URL.Query().Get("app_id"), 10, 64)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := []CheckRun{}
+	out := []map[string]any{}
 	for _, run := range f.runs {
-		if run.HeadSHA == sha && (name == "" || run.Name == name) {
-			c := run.CheckRun
-			c.Output = &CheckOutput{Title: run.Output.Title, Summary: run.Output.Summary, AnnotationsCount: len(run.annotations)}
-			out = append(out, c)
+		if run.HeadSHA == sha && (name == "" || run.Name == name) && (app == 0 || run.appID == app) {
+			out = append(out, runJSON(run))
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"total_count": len(out), "check_runs": out})
@@ -339,15 +492,25 @@ func (f *fakeGitHub) createRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.mu.Lock()
-	run := &fakeRun{CheckRun: in}
+	run := &fakeRun{CheckRun: in, appID: testAppIDNum}
 	run.ID = int64(len(f.runs) + 1)
 	if in.Output != nil {
 		run.annotations = in.Output.Annotations
 	}
 	f.runs = append(f.runs, run)
-	out := run.CheckRun
+	out := runJSON(run)
 	f.mu.Unlock()
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// addForeignRun records a run of the same name owned by another App.
+func (f *fakeGitHub) addForeignRun(sha, name string, app int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	run := &fakeRun{CheckRun: CheckRun{Name: name, HeadSHA: sha, Status: "completed", Conclusion: "neutral",
+		Output: &CheckOutput{Title: "theirs", Summary: "theirs"}}, appID: app}
+	run.ID = int64(len(f.runs) + 1)
+	f.runs = append(f.runs, run)
 }
 
 func (f *fakeGitHub) updateRun(w http.ResponseWriter, r *http.Request) {
@@ -365,6 +528,11 @@ func (f *fakeGitHub) updateRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run := f.runs[id-1]
+	if run.appID != testAppIDNum {
+		writeJSON(w, http.StatusForbidden, map[string]string{"message": fmt.Sprintf(
+			"Invalid app_id `%d` - check run can only be modified by the GitHub App that created it.", testAppIDNum)})
+		return
+	}
 	run.updates++
 	if in.Status != "" {
 		run.Status = in.Status
@@ -376,7 +544,7 @@ func (f *fakeGitHub) updateRun(w http.ResponseWriter, r *http.Request) {
 		run.Output = &CheckOutput{Title: in.Output.Title, Summary: in.Output.Summary}
 		run.annotations = append(run.annotations, in.Output.Annotations...)
 	}
-	writeJSON(w, http.StatusOK, run.CheckRun)
+	writeJSON(w, http.StatusOK, runJSON(run))
 }
 
 func (f *fakeGitHub) createStatus(w http.ResponseWriter, r *http.Request) {
@@ -389,8 +557,11 @@ func (f *fakeGitHub) createStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeGitHub) setPR(pr PullRequest) {
+	now := f.now()
 	f.mu.Lock()
 	f.prs[pr.Number] = &pr
+	f.tick++ // distinct update times, in the order of updates
+	f.updated[pr.Number] = now.Add(time.Duration(f.tick) * time.Second)
 	f.mu.Unlock()
 }
 
@@ -650,10 +821,7 @@ func (e *env) post(event, guid string, body []byte, contentType string) (int, st
 // deliver posts a JSON delivery (must be accepted) and returns its GUID.
 func (e *env) deliver(event string, payload any) string {
 	e.t.Helper()
-	body, err := json.Marshal(payload)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	body := completePayload(e.t, event, payload)
 	e.seq++
 	guid := fmt.Sprintf("guid-%d-%d", time.Now().UnixNano(), e.seq)
 	if code, b := e.post(event, guid, body, "application/json"); code != http.StatusAccepted {

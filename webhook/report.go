@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/promptvault/promptvault"
 	"github.com/promptvault/promptvault/index"
@@ -16,8 +17,26 @@ import (
 // updates, which append.
 const maxAnnotations = 50
 
-// maxSummary is GitHub's cap on output.summary.
+// maxSummary is GitHub's cap on output.summary (characters; kept in bytes
+// here, which is stricter).
 const maxSummary = 65535
+
+// maxReportAnnotations caps the annotations of one report (4 requests of
+// 50); the summary says how many more problems there are.
+const maxReportAnnotations = 200
+
+// cutUTF8 shortens s to at most n bytes ending in tail, on a character
+// boundary (a byte cut can split a UTF-8 character, which GitHub refuses).
+func cutUTF8(s string, n int, tail string) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := max(n-len(tail), 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + tail
+}
 
 // report is what a pull request's check run (or status) says.
 type report struct {
@@ -208,11 +227,12 @@ func (w *Worker) buildReport(ctx context.Context, src index.DraftSource) (report
 		rep.title = fmt.Sprintf("%d changed prompts valid", len(rows))
 	}
 	rep.description = rep.title
-	b.WriteString(details.String())
-	rep.summary = b.String()
-	if len(rep.summary) > maxSummary {
-		rep.summary = rep.summary[:maxSummary-40] + "\n\n… (truncated)\n"
+	if n := len(rep.annotations) - maxReportAnnotations; n > 0 {
+		rep.annotations = rep.annotations[:maxReportAnnotations]
+		fmt.Fprintf(&b, "\n… and %d more problems (the first %d are annotated; all are listed below).\n", n, maxReportAnnotations)
 	}
+	b.WriteString(details.String())
+	rep.summary = cutUTF8(b.String(), maxSummary, "\n\n… (truncated)\n")
 	return rep, nil
 }
 
@@ -221,9 +241,7 @@ func cell(v string) string {
 	if v == "" {
 		return "*(unset)*"
 	}
-	if len(v) > 300 {
-		v = v[:300] + "…"
-	}
+	v = cutUTF8(v, 300, "…")
 	v = strings.NewReplacer("|", `\|`, "\n", " ", "`", "'").Replace(v)
 	return "`" + v + "`"
 }
@@ -237,10 +255,7 @@ func (w *Worker) publish(ctx context.Context, head string, rep report) error {
 		conclusion, state = "failure", "failure"
 	}
 	if !w.gh.App {
-		desc := rep.description
-		if len(desc) > 140 {
-			desc = desc[:140]
-		}
+		desc := cutUTF8(rep.description, 140, "…")
 		return w.gh.CreateStatus(ctx, head, Status{State: state, Context: CheckName, Description: desc})
 	}
 	runs, err := w.gh.CheckRuns(ctx, head, CheckName)
@@ -251,18 +266,20 @@ func (w *Worker) publish(ctx context.Context, head string, rep report) error {
 	out := func(chunk []Annotation) *CheckOutput {
 		return &CheckOutput{Title: rep.title, Summary: rep.summary, Annotations: chunk}
 	}
-	first := anns[:min(len(anns), maxAnnotations)]
 	var run CheckRun
 	if len(runs) > 0 {
+		// Ours (CheckRuns keeps our App's only). Annotations append on
+		// update, and the same head has the same problems: resume after
+		// those the run has (a retry after a failed chunk sends the rest).
 		run = runs[0]
-		// Annotations append on update; the same head has the same
-		// problems, so a run that has them already gets none again.
-		if run.Output != nil && run.Output.AnnotationsCount > 0 {
-			anns, first = nil, nil
+		if run.Output != nil {
+			anns = anns[min(run.Output.AnnotationsCount, len(anns)):]
 		}
+		first := anns[:min(len(anns), maxAnnotations)]
 		run, err = w.gh.UpdateCheckRun(ctx, run.ID, CheckRun{Name: CheckName, Status: "completed",
 			Conclusion: conclusion, Output: out(first)})
 	} else {
+		first := anns[:min(len(anns), maxAnnotations)]
 		run, err = w.gh.CreateCheckRun(ctx, CheckRun{Name: CheckName, HeadSHA: head, Status: "completed",
 			Conclusion: conclusion, Output: out(first)})
 	}
