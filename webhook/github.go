@@ -552,7 +552,7 @@ type AppAuth struct {
 	// "checks": "write", ...); DefaultPermissions unless set. The token is
 	// also narrowed to the one repository.
 	Permissions map[string]string
-	Now     func() time.Time
+	Now         func() time.Time
 
 	// api has no credentials of its own: each mint signs a fresh JWT and
 	// calls through api.WithAuthToken(jwt).

@@ -118,8 +118,8 @@ type fakeGitHub struct {
 	rateLimitNext map[string]int
 	tokenBodies   []map[string]any // access token request bodies
 	updated       map[int]time.Time
-	tick          int // orders PR updates
-	rollback    map[string]any // rollback --open-pr requests by step
+	tick          int            // orders PR updates
+	rollback      map[string]any // rollback --open-pr requests by step
 }
 
 type fakeRun struct {
