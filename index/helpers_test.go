@@ -21,6 +21,7 @@ type testEnv struct {
 	mirror *gitstore.Repo
 	db     *index.DB
 	dir    string
+	target string // the index's SQLite path or PostgreSQL URL
 	cfg    index.Config
 }
 
@@ -28,13 +29,14 @@ func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	g := gittest.New(t)
 	e := &testEnv{g: g, dir: t.TempDir(), cfg: index.Config{Branch: "main", PromptsDir: "prompts", BranchDrafts: true, Actor: "test"}}
-	e.db = openDB(t, filepath.Join(e.dir, "index.db"))
+	e.target = newTarget(t, e.dir)
+	e.db = openDB(t, e.target)
 	return e
 }
 
-func openDB(t testing.TB, path string) *index.DB {
+func openDB(t testing.TB, target string) *index.DB {
 	t.Helper()
-	db, err := index.Open(context.Background(), path)
+	db, err := index.Open(context.Background(), target)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,12 +61,6 @@ func (db *DB) Accept(ctx context.Context, ds []Delivery) (dup []bool, err error)
 	dup = make([]bool, len(ds))
 	at := now()
 	err = db.Update(ctx, func(tx *Tx) error {
-		st, err := tx.tx.PrepareContext(ctx, `INSERT INTO deliveries(guid, event, action, hook_id, body, received_at,
-			subject, state, result, done_at) VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(guid) DO NOTHING`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
 		for i, d := range ds {
 			state, doneAt := DeliveryPending, ""
 			if d.State == DeliveryIgnored {
@@ -76,7 +70,9 @@ func (db *DB) Accept(ctx context.Context, ds []Delivery) (dup []bool, err error)
 			if subject == "" {
 				subject = "delivery:" + d.GUID
 			}
-			r, err := st.ExecContext(ctx, d.GUID, d.Event, d.Action, d.HookID, d.Body, at, subject, state, d.Result, doneAt)
+			r, err := tx.exec(ctx, `INSERT INTO deliveries(guid, event, action, hook_id, body, received_at,
+				subject, state, result, done_at) VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(guid) DO NOTHING`,
+				d.GUID, d.Event, d.Action, d.HookID, d.Body, at, subject, state, d.Result, doneAt)
 			if err != nil {
 				return fmt.Errorf("record delivery %s: %w", d.GUID, err)
 			}

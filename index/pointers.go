@@ -93,18 +93,19 @@ func (tx *Tx) Audit(ctx context.Context, e AuditEntry) (AuditEntry, error) {
 	if e.At == "" {
 		e.At = now()
 	}
-	r, err := tx.exec(ctx, `INSERT INTO audit(at, action, actor, key, version, commit_sha, sha256, env, detail)
+	var err error
+	e.Seq, err = tx.insertSeq(ctx, `INSERT INTO audit(at, action, actor, key, version, commit_sha, sha256, env, detail)
 		VALUES(?,?,?,?,?,?,?,?,?)`, e.At, e.Action, e.Actor, e.Key, e.Version, e.Commit, e.SHA256, e.Env, e.Detail)
 	if err != nil {
 		return e, fmt.Errorf("audit %s: %w", e.Action, err)
 	}
-	e.Seq, err = r.LastInsertId()
-	return e, err
+	return e, nil
 }
 
 // notify records a change for in-memory caches to pick up.
 func (tx *Tx) notify(ctx context.Context, kind, key string) error {
 	_, err := tx.exec(ctx, "INSERT INTO changes(kind, key) VALUES(?, ?)", kind, key)
+	tx.changed = true
 	return err
 }
 

@@ -3,7 +3,6 @@ package index_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -281,7 +280,7 @@ func TestKeysAreHashedAndRevocable(t *testing.T) {
 	if !errors.Is(err, index.ErrInvalid) {
 		t.Errorf("bad env: %v", err)
 	}
-	raw := dumpRaw(t, e.db.Path(), "SELECT * FROM api_keys")
+	raw := dumpRaw(t, e.db, "SELECT * FROM api_keys")
 	if strings.Contains(raw, k.Key) || !strings.Contains(raw, index.HashKey(k.Key)) {
 		t.Errorf("the key itself is stored, or its hash is not: %s", raw)
 	}
@@ -319,7 +318,7 @@ func TestAuditIsAppendOnlyAndPaged(t *testing.T) {
 	if len(page1) != 3 || len(page2) != 2 || page1[0].Seq != 5 || page2[1].Seq != 1 {
 		t.Errorf("pages: %v / %v", page1, page2)
 	}
-	db := rawDB(t, e.db.Path())
+	db := index.Raw(e.db)
 	if _, err := db.Exec("UPDATE audit SET actor = 'mallory'"); err == nil || !strings.Contains(err.Error(), "append-only") {
 		t.Errorf("audit update: %v", err)
 	}
@@ -330,7 +329,7 @@ func TestAuditIsAppendOnlyAndPaged(t *testing.T) {
 
 func TestConcurrentPromotionsFromTwoHandles(t *testing.T) {
 	e := threeVersions(t)
-	other := openDB(t, filepath.Join(e.dir, "index.db")) // as a second process would
+	other := openDB(t, e.target) // as a second process would
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for i, db := range []*index.DB{e.db, other} {

@@ -167,7 +167,7 @@ func (tx *Tx) Versions(ctx context.Context, key string, q VersionQuery) ([]Versi
 	sqlq := "SELECT " + versionCols + " FROM versions WHERE key = ?"
 	args := []any{key}
 	if q.Search != "" {
-		sqlq += ` AND (message LIKE ? ESCAPE '\' OR author LIKE ? ESCAPE '\')`
+		sqlq += ` AND (lower(message) LIKE lower(?) ESCAPE '\' OR lower(author) LIKE lower(?) ESCAPE '\')`
 		pat := "%" + likeEscape(q.Search) + "%"
 		args = append(args, pat, pat)
 	}
@@ -188,7 +188,7 @@ func (tx *Tx) Drafts(ctx context.Context, key, search string) ([]Version, error)
 	sqlq := "SELECT " + draftCols + " FROM drafts WHERE key = ?"
 	args := []any{key}
 	if search != "" {
-		sqlq += ` AND (message LIKE ? ESCAPE '\' OR author LIKE ? ESCAPE '\')`
+		sqlq += ` AND (lower(message) LIKE lower(?) ESCAPE '\' OR lower(author) LIKE lower(?) ESCAPE '\')`
 		pat := "%" + likeEscape(search) + "%"
 		args = append(args, pat, pat)
 	}

@@ -1,25 +1,17 @@
 package index_test
 
 import (
-	"database/sql"
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/promptvault/promptvault/index"
 )
 
-func rawDB(t testing.TB, path string) *sql.DB {
+// dumpRaw prints every row q returns, straight from the database.
+func dumpRaw(t testing.TB, db *index.DB, q string) string {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
-func dumpRaw(t testing.TB, path, q string) string {
-	t.Helper()
-	rows, err := rawDB(t, path).Query(q)
+	rows, err := index.Raw(db).Query(q)
 	if err != nil {
 		t.Fatal(err)
 	}

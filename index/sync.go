@@ -522,11 +522,12 @@ func (st *syncState) lastNumber(ctx context.Context, tx *Tx, key string) (int, e
 // apply records one tracked-branch commit: versions for added or changed
 // prompt files, archive marks for deleted ones, and the ledger row.
 func (st *syncState) apply(ctx context.Context, tx *Tx, c gitstore.Commit, changes []gitstore.Change, res *SyncResult) error {
-	r, err := tx.exec(ctx, "INSERT INTO commits(sha) VALUES(?)", c.SHA)
+	// The ledger's seq is max+1 on both engines (SQLite's rowid rule), so
+	// a reindex, which empties the ledger, numbers it from 1 again.
+	seq, err := tx.insertSeq(ctx, "INSERT INTO commits(seq, sha) VALUES((SELECT coalesce(max(seq), 0) + 1 FROM commits), ?)", c.SHA)
 	if err != nil {
 		return fmt.Errorf("record commit %s: %w", c.SHA, err)
 	}
-	seq, _ := r.LastInsertId()
 	res.Commits++
 	ix := Indexed{Commit: c}
 	author := formatAuthor(c.AuthorName, c.AuthorEmail)
@@ -548,7 +549,7 @@ func (st *syncState) apply(ctx context.Context, tx *Tx, c gitstore.Commit, chang
 				continue
 			}
 			sf := SkippedFile{Commit: c.SHA, Path: ch.Path, Problem: firstLine(kerr.Error())}
-			if _, err := tx.exec(ctx, "INSERT OR IGNORE INTO skipped_files(commit_sha, path, problem) VALUES(?,?,?)",
+			if _, err := tx.exec(ctx, "INSERT INTO skipped_files(commit_sha, path, problem) VALUES(?,?,?) ON CONFLICT DO NOTHING",
 				sf.Commit, sf.Path, sf.Problem); err != nil {
 				return fmt.Errorf("record skipped %s: %w", ch.Path, err)
 			}
@@ -579,8 +580,8 @@ func (st *syncState) apply(ctx context.Context, tx *Tx, c gitstore.Commit, chang
 			if exists == 0 {
 				continue
 			}
-			if _, err := tx.exec(ctx, `INSERT OR IGNORE INTO deletions(key, commit_sha, commit_seq, path, message, author, committed_at)
-				VALUES(?,?,?,?,?,?,?)`, key, c.SHA, seq, del.Path, msg, author, when); err != nil {
+			if _, err := tx.exec(ctx, `INSERT INTO deletions(key, commit_sha, commit_seq, path, message, author, committed_at)
+				VALUES(?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`, key, c.SHA, seq, del.Path, msg, author, when); err != nil {
 				return fmt.Errorf("record deletion of %s: %w", key, err)
 			}
 			if _, err := tx.exec(ctx, "UPDATE prompts SET archived = 1 WHERE key = ?", key); err != nil {

@@ -3,7 +3,6 @@ package index_test
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,13 +15,9 @@ import (
 
 // dump renders the derived tables of an index file, for comparing two
 // indexes row by row.
-func dump(t testing.TB, path string) string {
+func dump(t testing.TB, idx *index.DB) string {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := index.Raw(idx)
 	var b strings.Builder
 	for _, q := range []string{
 		"SELECT key, path, last_number, archived FROM prompts ORDER BY key",
@@ -111,11 +106,11 @@ func TestSyncIsIncrementalAndIdempotent(t *testing.T) {
 	e.g.Write("prompts/a.yaml", prompt("one"))
 	e.g.Commit("one")
 	e.sync(t)
-	before := dump(t, e.db.Path())
+	before := dump(t, e.db)
 	if res := e.sync(t); res.Commits != 0 || len(res.Versions) != 0 {
 		t.Fatalf("second sync changed something: %+v", res)
 	}
-	if after := dump(t, e.db.Path()); after != before {
+	if after := dump(t, e.db); after != before {
 		t.Fatalf("second sync changed rows:\n%s\nvs\n%s", before, after)
 	}
 	e.g.Write("prompts/a.yaml", prompt("two"))
@@ -286,12 +281,12 @@ func TestSyncResumesAfterACrashMidway(t *testing.T) {
 	if res.Commits != 4 {
 		t.Errorf("resumed sync indexed %d commits, want the remaining 4", res.Commits)
 	}
-	if got, want := dumpNoDrafts(t, e.db.Path()), dumpNoDrafts(t, clean.db.Path()); got != want {
+	if got, want := dumpNoDrafts(t, e.db), dumpNoDrafts(t, clean.db); got != want {
 		t.Errorf("resumed index differs from a clean one:\n%s\nvs\n%s", got, want)
 	}
 }
 
-func dumpNoDrafts(t testing.TB, path string) string { return dump(t, path) }
+func dumpNoDrafts(t testing.TB, db *index.DB) string { return dump(t, db) }
 
 func TestForcePushKeepsPublishedVersionsAndReindexIsIdentical(t *testing.T) {
 	e := newEnv(t)
@@ -324,11 +319,11 @@ func TestForcePushKeepsPublishedVersionsAndReindexIsIdentical(t *testing.T) {
 		t.Fatalf("numbering continues after a force push: %+v", vs)
 	}
 
-	before := dump(t, e.db.Path())
+	before := dump(t, e.db)
 	if _, err := e.db.Reindex(context.Background(), e.mirror, e.cfg); err != nil {
 		t.Fatal(err)
 	}
-	if after := dump(t, e.db.Path()); after != before {
+	if after := dump(t, e.db); after != before {
 		t.Fatalf("reindex changed rows:\n%s\nvs\n%s", before, after)
 	}
 }

@@ -35,7 +35,13 @@ func (tx *Tx) TrimChanges(ctx context.Context) error {
 // ends. It polls PRAGMA data_version on a connection of its own, which
 // changes on any commit by another connection or process and costs about
 // 2 µs, so a CLI write is seen within one interval without rereading tables.
+//
+// On PostgreSQL, LISTEN/NOTIFY replaces the poll (see watchPostgres) and
+// interval is unused.
 func (db *DB) Watch(ctx context.Context, from int64, interval time.Duration, fn func([]Change)) error {
+	if db.pg != nil {
+		return db.watchPostgres(ctx, from, fn)
+	}
 	conn, err := db.r.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)

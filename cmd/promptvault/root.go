@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,8 @@ type cli struct {
 	json          bool
 	logLevel      string
 	autoPromote   string
+	database      string
+	db            index.Options
 
 	explicit map[string]bool // flags given on the command line or by env
 	log      *slog.Logger
@@ -75,6 +78,10 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	pf.BoolVar(&c.json, "json", false, "machine-readable JSON output")
 	pf.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.StringVar(&c.autoPromote, "auto-promote", "", "what promotes to live: push (local default), merged-pr (GitHub default) or none")
+	pf.StringVar(&c.database, "database", "", "where the registry lives: empty for SQLite in --data, or a postgres:// URL shared by several instances")
+	pf.IntVar(&c.db.MaxConns, "db-max-conns", 0, "most database connections this process opens (0: 8)")
+	pf.DurationVar(&c.db.ConnectTimeout, "db-connect-timeout", 0, "how long to wait connecting to PostgreSQL (0: no limit)")
+	pf.DurationVar(&c.db.StatementTimeout, "db-statement-timeout", 0, "longest a PostgreSQL statement may run (0: no limit)")
 
 	root.AddCommand(
 		c.syncCmd(), c.reindexCmd(), c.validateCmd(),
@@ -145,7 +152,7 @@ func (c *cli) openData(ctx context.Context, remember bool) (*data, error) {
 	if err := os.MkdirAll(c.data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", c.data, err)
 	}
-	db, err := index.Open(ctx, filepath.Join(c.data, "index.db"))
+	db, err := c.openIndex(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +221,30 @@ func (c *cli) openData(ctx context.Context, remember bool) (*data, error) {
 		}
 	}
 	return d, nil
+}
+
+// openIndex opens the index --database names, or the SQLite file in --data.
+func (c *cli) openIndex(ctx context.Context) (*index.DB, error) {
+	target := c.database
+	switch {
+	case target == "":
+		target = filepath.Join(c.data, "index.db")
+	case !index.IsPostgres(target):
+		return nil, fmt.Errorf("--database %q: want a postgres:// URL, or nothing for SQLite in --data", redactURL(target))
+	}
+	return index.Open(ctx, target, c.db)
+}
+
+// redactURL hides a password in a database URL, for errors and logs.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
 }
 
 // view opens the data directory and runs fn in one read transaction.
