@@ -3,7 +3,6 @@ package index_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -43,7 +42,7 @@ func TestSyncStoresEachVersionsAndDraftsContent(t *testing.T) {
 			t.Errorf("%s content = %q, want %q", label, got, prompt(want))
 		}
 	}
-	if n := dumpRaw(t, e.db.Path(), "SELECT count(*) FROM contents"); n != "3\n" {
+	if n := dumpRaw(t, e.db, "SELECT count(*) FROM contents"); n != "3\n" {
 		t.Errorf("contents rows = %s, want 3 (one, two, draft: content-addressed, the oversized file not kept)", n)
 	}
 	big := e.version(t, "big", "v1")
@@ -83,11 +82,13 @@ func TestMigrationBackfillsContentOnNextSync(t *testing.T) {
 
 	// As migrated from schema 3: no content yet, the mark set; a staging
 	// pointer on content no version or draft row refers to any more.
-	raw := rawDB(t, e.db.Path())
+	raw := rawDB(t, e.target)
 	for _, q := range []string{
 		"DELETE FROM contents",
 		"INSERT INTO meta(name, value) VALUES('contents_backfill', 'pending')",
-		"INSERT OR REPLACE INTO pointers(key, env, number, draft, commit_sha, sha256, blob_sha, audit_seq, updated_at) VALUES('a', 'staging', 0, 'feature', 'c', 's', '" + draftBlob + "', 1, 'now')",
+		"INSERT INTO pointers(key, env, number, draft, commit_sha, sha256, blob_sha, audit_seq, updated_at) VALUES('a', 'staging', 0, 'feature', 'c', 's', '" + draftBlob + "', 1, 'now') " +
+			"ON CONFLICT(key, env) DO UPDATE SET number = excluded.number, draft = excluded.draft, commit_sha = excluded.commit_sha, " +
+			"sha256 = excluded.sha256, blob_sha = excluded.blob_sha, audit_seq = excluded.audit_seq, updated_at = excluded.updated_at",
 	} {
 		if _, err := raw.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -95,7 +96,7 @@ func TestMigrationBackfillsContentOnNextSync(t *testing.T) {
 	}
 	raw.Close()
 
-	e.db = openDB(t, filepath.Join(e.dir, "index.db"))
+	e.db = openDB(t, e.target)
 	if _, err := e.db.Content(context.Background(), e.version(t, "a", "v1").BlobSHA); !errors.Is(err, index.ErrNotFound) {
 		t.Fatalf("before the sync: err = %v, want ErrNotFound", err)
 	}
@@ -126,7 +127,7 @@ func TestMigrationBackfillsContentOnNextSync(t *testing.T) {
 	if res := e.sync(t); res.ContentsFilled != 0 {
 		t.Errorf("second sync filled %d again", res.ContentsFilled)
 	}
-	if n := dumpRaw(t, e.db.Path(), "SELECT count(*) FROM meta WHERE name = 'contents_backfill'"); n != "0\n" {
+	if n := dumpRaw(t, e.db, "SELECT count(*) FROM meta WHERE name = 'contents_backfill'"); n != "0\n" {
 		t.Errorf("backfill mark left behind: %s", n)
 	}
 }

@@ -334,13 +334,10 @@ func (tx *Tx) insertEvent(ctx context.Context, ev Event, hookID string) (Event, 
 	if ev.At == "" {
 		ev.At = now()
 	}
-	r, err := tx.exec(ctx, `INSERT INTO hook_events(id, type, at, key, env, version, previous_version, commit_sha, sha256, actor, audit_seq)
+	ev.Seq, err = tx.insertSeq(ctx, `INSERT INTO hook_events(id, type, at, key, env, version, previous_version, commit_sha, sha256, actor, audit_seq)
 		VALUES(?,?,?,?,?,?,?,?,?,?,?)`, ev.ID, ev.Type, ev.At, ev.Key, ev.Env, ev.Version, ev.PreviousVersion, ev.Commit,
 		ev.SHA256, ev.Actor, ev.AuditSeq)
 	if err != nil {
-		return ev, fmt.Errorf("outbox: event: %w", err)
-	}
-	if ev.Seq, err = r.LastInsertId(); err != nil {
 		return ev, fmt.Errorf("outbox: event: %w", err)
 	}
 	ms := nowMS()

@@ -218,21 +218,10 @@ func (db *DB) listen(ctx context.Context, from *int64, fn func([]Change)) error 
 	}
 }
 
-// changesSince reads the change feed after from (see readChanges).
+// changesSince reads the change feed after from in one snapshot.
 func (db *DB) changesSince(ctx context.Context, from int64) (out []Change, err error) {
-	err = db.View(ctx, func(tx *Tx) error {
-		var min int64
-		if err := tx.queryRow(ctx, "SELECT coalesce(min(seq), 0) FROM changes").Scan(&min); err != nil {
-			return err
-		}
-		if min > from+1 && from > 0 {
-			out = append(out, Change{Seq: from, Kind: "reset"})
-		}
-		cs, err := queryAll(ctx, tx, func(sc scanner) (c Change, err error) {
-			err = sc.Scan(&c.Seq, &c.Kind, &c.Key)
-			return c, err
-		}, "SELECT seq, kind, key FROM changes WHERE seq > ? ORDER BY seq", from)
-		out = append(out, cs...)
+	err = db.View(ctx, func(tx *Tx) (err error) {
+		out, err = tx.ChangesSince(ctx, from)
 		return err
 	})
 	return out, err
