@@ -45,8 +45,8 @@ const (
 	MaxLimit     = 200      // largest ?limit=
 	// SessionTTL is how long a dashboard sign-in lasts.
 	SessionTTL = 12 * time.Hour
-	// maxSessions bounds the in-memory session table; the oldest session
-	// is dropped past it.
+	// maxSessions bounds the session table; the sessions closest to expiry
+	// are dropped past it.
 	maxSessions = 1000
 )
 
@@ -74,13 +74,12 @@ type Options struct {
 // Handler serves /v1/admin/*, /ui/ and /v1/openapi.json. It is safe for
 // concurrent use.
 type Handler struct {
-	db       *index.DB
-	repo     *gitstore.Repo
-	res      *resolver.Handler
-	log      *slog.Logger
-	sync     func(ctx context.Context) (*index.SyncResult, error)
-	sessions *sessions
-	static   map[string]*staticFile
+	db     *index.DB
+	repo   *gitstore.Repo
+	res    *resolver.Handler
+	log    *slog.Logger
+	sync   func(ctx context.Context) (*index.SyncResult, error)
+	static map[string]*staticFile
 }
 
 // New builds the handler.
@@ -88,8 +87,7 @@ func New(opts Options) (*Handler, error) {
 	if opts.DB == nil || opts.Repo == nil || opts.Resolver == nil {
 		return nil, errors.New("admin: Options.DB, Repo and Resolver are required")
 	}
-	h := &Handler{db: opts.DB, repo: opts.Repo, res: opts.Resolver, log: opts.Logger, sync: opts.Sync,
-		sessions: newSessions()}
+	h := &Handler{db: opts.DB, repo: opts.Repo, res: opts.Resolver, log: opts.Logger, sync: opts.Sync}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -135,8 +133,8 @@ func securityHeaders(w http.ResponseWriter) {
 	hdr.Set("Cross-Origin-Resource-Policy", "same-origin")
 }
 
-// hashToken is the in-memory form of a session token: a lookup by hash
-// keeps the table from holding usable tokens.
+// hashToken is the stored form of a session token: a lookup by hash keeps
+// the table from holding usable tokens.
 func hashToken(tok string) string {
 	sum := sha256.Sum256([]byte(tok))
 	return hex.EncodeToString(sum[:])

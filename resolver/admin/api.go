@@ -780,9 +780,9 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, c caller, id st
 		resolver.WriteError(w, r, err)
 		return
 	}
-	// Dashboard sessions signed in with the key end now; bearer use ends
-	// when the resolver's key table reloads (within its poll interval).
-	h.sessions.dropKey(id)
+	// Dashboard sessions signed in with the key end with the commit (each
+	// request checks the key in the index); bearer use ends when the
+	// resolver's key table reloads.
 	if res.Changed {
 		h.log.Info("key revoked", logKeyID, id, logActor, c.actor())
 	}

@@ -1,13 +1,13 @@
 package admin
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/promptvault/promptvault/index"
@@ -17,8 +17,9 @@ import (
 // Dashboard sessions. Signing in exchanges an admin key (POST /ui/session)
 // for a random session token in an HttpOnly, SameSite=Strict cookie, so the
 // key never stays in the browser where page script could read it. Sessions
-// live in memory: a restart signs everyone out, which is acceptable for an
-// operator's dashboard and keeps session secrets off disk.
+// live in the index (only the token's hash), so every instance sharing a
+// database knows them, a restart keeps them, and revoking the key ends them
+// everywhere in the same transaction.
 //
 // Writes with a session need the session's CSRF token in X-CSRF-Token (a
 // header a cross-site form or a simple cross-origin fetch cannot set) and,
@@ -43,71 +44,41 @@ type session struct {
 	expires time.Time
 }
 
-// sessions is the in-memory session table, by token hash.
-type sessions struct {
-	mu sync.Mutex // guards m
-	m  map[string]*session
-}
-
-func newSessions() *sessions { return &sessions{m: map[string]*session{}} }
-
 func randomToken() string {
 	b := make([]byte, 32)
 	rand.Read(b) // never fails (crypto/rand since Go 1.24)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func (s *sessions) create(keyID string) (string, *session) {
+// createSession starts a session for key id and returns its token.
+func (h *Handler) createSession(ctx context.Context, keyID string) (string, *session, error) {
 	tok := randomToken()
 	sess := &session{keyID: keyID, csrf: randomToken(), expires: time.Now().Add(SessionTTL)}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	for h, old := range s.m {
-		if now.After(old.expires) {
-			delete(s.m, h)
-		}
-	}
-	if len(s.m) >= maxSessions {
-		var oldest string
-		for h, old := range s.m {
-			if oldest == "" || old.expires.Before(s.m[oldest].expires) {
-				oldest = h
-			}
-		}
-		delete(s.m, oldest)
-	}
-	s.m[hashToken(tok)] = sess
-	return tok, sess
+	err := h.db.Update(ctx, func(tx *index.Tx) error {
+		return tx.CreateSession(ctx, index.Session{TokenHash: hashToken(tok), KeyID: keyID, CSRF: sess.csrf,
+			Expires: sess.expires}, maxSessions)
+	})
+	return tok, sess, err
 }
 
-func (s *sessions) get(tok string) *session {
-	h := hashToken(tok)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sess := s.m[h]
-	if sess != nil && time.Now().After(sess.expires) {
-		delete(s.m, h)
-		return nil
+// lookupSession returns the session of token tok, errNoSession when there
+// is none (or it expired), errKeyRevoked when its key was revoked.
+func (h *Handler) lookupSession(ctx context.Context, tok string) (*session, error) {
+	var s index.Session
+	var ok, revoked bool
+	err := h.db.View(ctx, func(tx *index.Tx) (err error) {
+		s, ok, revoked, err = tx.Session(ctx, hashToken(tok))
+		return err
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case revoked:
+		return nil, errKeyRevoked
+	case !ok:
+		return nil, errNoSession
 	}
-	return sess
-}
-
-func (s *sessions) drop(tok string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, hashToken(tok))
-}
-
-// dropKey ends every session signed in with key id.
-func (s *sessions) dropKey(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for h, sess := range s.m {
-		if sess.keyID == id {
-			delete(s.m, h)
-		}
-	}
+	return &session{keyID: s.KeyID, csrf: s.CSRF, expires: s.Expires}, nil
 }
 
 // caller is an authenticated admin.
@@ -137,31 +108,9 @@ func (h *Handler) authenticate(r *http.Request) (caller, error) {
 }
 
 // session returns the live session of token tok. A key revoked anywhere
-// (the CLI in another process too) ends its sessions at their next request.
+// (the CLI in another process, another instance) ends its sessions at once.
 func (h *Handler) session(r *http.Request, tok string) (*session, error) {
-	sess := h.sessions.get(tok)
-	if sess == nil {
-		return nil, errNoSession
-	}
-	ctx := r.Context()
-	active := false
-	err := h.db.View(ctx, func(tx *index.Tx) error {
-		keys, err := tx.Keys(ctx)
-		for _, k := range keys {
-			if k.ID == sess.keyID && k.RevokedAt == "" {
-				active = true
-			}
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if !active {
-		h.sessions.dropKey(sess.keyID)
-		return nil, errKeyRevoked
-	}
-	return sess, nil
+	return h.lookupSession(r.Context(), tok)
 }
 
 func safeMethod(m string) bool {
@@ -232,17 +181,21 @@ func (h *Handler) serveSession(w http.ResponseWriter, r *http.Request) {
 			resolver.WriteError(w, r, errNoSession)
 			return
 		}
-		sess := h.sessions.get(ck.Value)
-		if sess == nil {
+		sess, err := h.lookupSession(r.Context(), ck.Value)
+		if err != nil {
 			clearCookie(w, r)
-			resolver.WriteError(w, r, errNoSession)
+			resolver.WriteError(w, r, err)
 			return
 		}
 		if err := checkCSRF(r, sess); err != nil {
 			resolver.WriteError(w, r, err)
 			return
 		}
-		h.sessions.drop(ck.Value)
+		ctx := r.Context()
+		if err := h.db.Update(ctx, func(tx *index.Tx) error { return tx.DeleteSession(ctx, hashToken(ck.Value)) }); err != nil {
+			resolver.WriteError(w, r, err)
+			return
+		}
 		clearCookie(w, r)
 		h.log.Info("dashboard sign-out", logKeyID, sess.keyID)
 		w.WriteHeader(http.StatusNoContent)
@@ -275,7 +228,11 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
 		resolver.WriteError(w, r, err)
 		return
 	}
-	tok, sess := h.sessions.create(c.KeyID)
+	tok, sess, err := h.createSession(r.Context(), c.KeyID)
+	if err != nil {
+		resolver.WriteError(w, r, err)
+		return
+	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: tok, Path: "/", MaxAge: int(SessionTTL / time.Second),
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secure(r)})
 	h.log.Info("dashboard sign-in", logKeyID, c.KeyID)

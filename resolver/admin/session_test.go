@@ -1,10 +1,10 @@
 package admin
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/promptvault/promptvault/index"
 )
@@ -140,21 +140,25 @@ func TestSessionDiesWithItsKey(t *testing.T) {
 	}
 }
 
-func TestSessionExpiry(t *testing.T) {
-	s := newSessions()
-	tok, sess := s.create("key_a")
-	if s.get(tok) != sess {
-		t.Fatal("new session not found")
+// Sessions live in the index, so a second handler on the same database (as
+// another instance, or this one after a restart, would be) knows a session
+// the first one created, and revoking the key ends it there too.
+func TestSessionIsSharedByInstances(t *testing.T) {
+	e := newTestEnv(t)
+	ck, _ := e.signIn(t, e.keys["admin"])
+	other, err := New(Options{DB: e.db, Repo: e.repo, Resolver: e.res})
+	if err != nil {
+		t.Fatal(err)
 	}
-	sess.expires = time.Now().Add(-time.Second)
-	if s.get(tok) != nil {
-		t.Error("expired session still served")
+	if s, err := other.lookupSession(t.Context(), ck.Value); err != nil || s.keyID != e.keyIDs["admin"] {
+		t.Fatalf("session on a second handler: %+v, %v", s, err)
 	}
-	for i := 0; i < maxSessions+10; i++ {
-		s.create("key_b")
+	if _, err := other.lookupSession(t.Context(), ck.Value+"x"); !errors.Is(err, errNoSession) {
+		t.Errorf("unknown token: %v", err)
 	}
-	if n := len(s.m); n > maxSessions {
-		t.Errorf("%d sessions kept, bound %d", n, maxSessions)
+	revokeDirect(t, e, e.keyIDs["admin"])
+	if _, err := other.lookupSession(t.Context(), ck.Value); !errors.Is(err, errNoSession) && !errors.Is(err, errKeyRevoked) {
+		t.Errorf("session after revocation: %v", err)
 	}
 }
 
