@@ -190,7 +190,7 @@ func (tx *Tx) ApplyMerge(ctx context.Context, repo *gitstore.Repo, cfg Config, m
 	}
 	for _, t := range apply {
 		if t.deleted {
-			if _, err := tx.Archive(ctx, t.key, m.SHA, m.Actor, ActPromote); err != nil {
+			if _, err := tx.Archive(ctx, t.key, m.SHA, m.Actor); err != nil {
 				return out, fmt.Errorf("merge %s: archive %s: %w", m.SHA, t.key, err)
 			}
 			out.Archived = append(out.Archived, t.key)

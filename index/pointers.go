@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -30,6 +31,9 @@ const (
 	ActSettings         = "settings"
 	ActKeyCreate        = "key_create"
 	ActKeyRevoke        = "key_revoke"
+	ActArchive          = "archive"
+	ActDraftCommit      = "draft_commit"
+	ActRepoSwitch       = "repo_switch"
 )
 
 // Change kinds in the change feed.
@@ -147,6 +151,9 @@ func (tx *Tx) AllPointers(ctx context.Context) ([]Pointer, error) {
 // setPointer moves a pointer, writing the audit row and change in the same
 // transaction. It returns the audit entry.
 func (tx *Tx) setPointer(ctx context.Context, p Pointer, action, actor, detail string) (AuditEntry, error) {
+	if detail == "from " { // the pointer was unset: nothing to say it came from
+		detail = ""
+	}
 	prev, hadPrev, err := tx.Pointer(ctx, p.Key, p.Env)
 	if err != nil {
 		return AuditEntry{}, err
@@ -221,8 +228,26 @@ type Result struct {
 	To      string     `json:"to"`
 }
 
-// Promote points live at any valid published version.
+// Promote points live at any valid published version. The label
+// "staging" means the published version staging points at ("clone to
+// production"); a staging draft is refused: drafts go live by merging.
 func (tx *Tx) Promote(ctx context.Context, key, label, actor string) (Result, error) {
+	if label == EnvStaging {
+		if _, err := tx.PromptInfo(ctx, key); err != nil {
+			return Result{}, err
+		}
+		st, ok, err := tx.Pointer(ctx, key, EnvStaging)
+		switch {
+		case err != nil:
+			return Result{}, err
+		case !ok:
+			return Result{}, fmt.Errorf("%w: %s has no staging version to promote", ErrConflict, key)
+		case st.Archived || st.Draft != "":
+			return Result{}, fmt.Errorf("%w: staging of %s is %s, a draft; a draft goes live by merging it (then promote the version it becomes)",
+				ErrConflict, key, st.Label())
+		}
+		label = st.Label()
+	}
 	return tx.moveLive(ctx, key, label, actor, ActPromote)
 }
 
@@ -263,7 +288,9 @@ func (tx *Tx) moveLive(ctx context.Context, key, label, actor, action string) (R
 }
 
 // Archive points live at "archived": the prompt's deletion was promoted.
-func (tx *Tx) Archive(ctx context.Context, key, commit, actor, action string) (Result, error) {
+// It is audited as its own action, archive, so the log never shows a
+// "promote" to a version that does not exist.
+func (tx *Tx) Archive(ctx context.Context, key, commit, actor string) (Result, error) {
 	cur, ok, err := tx.Pointer(ctx, key, EnvLive)
 	if err != nil {
 		return Result{}, err
@@ -275,7 +302,7 @@ func (tx *Tx) Archive(ctx context.Context, key, commit, actor, action string) (R
 			return res, nil
 		}
 	}
-	res.Entry, err = tx.setPointer(ctx, Pointer{Key: key, Env: EnvLive, Archived: true, Commit: commit}, action, actor, "from "+res.From)
+	res.Entry, err = tx.setPointer(ctx, Pointer{Key: key, Env: EnvLive, Archived: true, Commit: commit}, ActArchive, actor, "from "+res.From)
 	res.Changed = err == nil
 	return res, err
 }
@@ -326,6 +353,7 @@ func (tx *Tx) SetStaging(ctx context.Context, key, label, actor string) (Result,
 	if _, err := tx.PromptInfo(ctx, key); err != nil {
 		return Result{}, err
 	}
+	label = bareDraft(label)
 	v, err := tx.Version(ctx, key, label)
 	if err != nil {
 		return Result{}, err
@@ -380,6 +408,18 @@ func (tx *Tx) clearStaging(ctx context.Context, key, actor, detail string) (Resu
 	}
 	res.Changed = true
 	return res, tx.notify(ctx, ChangePointer, key)
+}
+
+// bareDraft reads a label that is neither vN, N nor draft:NAME as a draft
+// name, as DeleteDraft does: "tone" is "draft:tone".
+func bareDraft(label string) string {
+	if strings.HasPrefix(label, "draft:") || label == "" {
+		return label
+	}
+	if _, err := strconv.Atoi(strings.TrimPrefix(label, "v")); err == nil {
+		return label
+	}
+	return "draft:" + label
 }
 
 // DeleteDraft deletes a draft (name with or without "draft:"). Published

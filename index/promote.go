@@ -55,7 +55,7 @@ func (tx *Tx) promoteCommit(ctx context.Context, ix Indexed, actor string) error
 		}
 	}
 	for _, k := range ix.Archived {
-		if _, err := tx.Archive(ctx, k, ix.Commit.SHA, actor, ActPromote); err != nil {
+		if _, err := tx.Archive(ctx, k, ix.Commit.SHA, actor); err != nil {
 			return fmt.Errorf("auto-promote archive of %s: %w", k, err)
 		}
 	}

@@ -63,7 +63,10 @@ func ParseLabel(label string) (number int, draft string, err error) {
 		return 0, name, nil
 	}
 	n, err := strconv.Atoi(strings.TrimPrefix(label, "v"))
-	if err != nil || n <= 0 {
+	if err == nil && n <= 0 {
+		return 0, "", fmt.Errorf("%w: version %q does not exist: versions are numbered from v1", ErrInvalid, label)
+	}
+	if err != nil {
 		return 0, "", fmt.Errorf("%w: version %q is not vN or draft:NAME", ErrInvalid, label)
 	}
 	return n, "", nil

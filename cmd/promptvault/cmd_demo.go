@@ -184,20 +184,28 @@ again starts over.`,
 				return err
 			}
 			w := c.stdout
-			fmt.Fprintf(w, "Sample repository: %s (%d commits, %d versions, %d drafts)\n", repo, res.Commits, len(res.Versions), len(res.Drafts))
+			fmt.Fprintf(w, "Sample repository: %s (%s, %s, %s)\n", repo, plural(res.Commits, "commit"), plural(len(res.Versions), "version"), plural(len(res.Drafts), "draft"))
 			fmt.Fprintf(w, "Data directory:    %s\n\n", d.dir)
+			bin := progName()
 			printCurls := func(addr string) {
 				base := "http://" + addr
-				fmt.Fprintf(w, "Serving on %s. Try:\n\n", base)
+				if noServe {
+					fmt.Fprintf(w, "Not serving (--no-serve). Start the server with:\n  %s --data %s serve --addr %s\nthen try:\n\n", bin, d.dir, addr)
+				} else {
+					fmt.Fprintf(w, "Serving on %s. Try:\n\n", base)
+				}
 				fmt.Fprintf(w, "  # live version of a prompt (v2; v1 is the first version)\n  curl -s -H 'Authorization: Bearer %s' %s/v1/prompts/support/summarize\n\n", keys["live"], base)
 				fmt.Fprintf(w, "  # a test key reads staging: the tone-experiment branch draft\n  curl -s -H 'Authorization: Bearer %s' %s/v1/prompts/support/summarize\n\n", keys["test"], base)
 				fmt.Fprintf(w, "  # pin a version\n  curl -s -H 'Authorization: Bearer %s' '%s/v1/prompts/support/summarize?version=v1'\n\n", keys["live"], base)
 				fmt.Fprintf(w, "  # tagline v2 failed validation, so v1 stays live\n  curl -s -H 'Authorization: Bearer %s' %s/v1/prompts/marketing/tagline\n\n", keys["live"], base)
-				fmt.Fprintf(w, "  # admin key: %s\n\n", keys["admin"])
-				fmt.Fprintf(w, "In another terminal (served within a second):\n")
-				fmt.Fprintf(w, "  promptvault --data %s versions support/summarize\n", d.dir)
-				fmt.Fprintf(w, "  promptvault --data %s rollback support/summarize v1\n", d.dir)
-				fmt.Fprintf(w, "  promptvault --data %s audit\n\nCtrl-C stops the server.\n", d.dir)
+				fmt.Fprintf(w, "  # dashboard: %s/ui/ — sign in with the admin key %s\n\n", base, keys["admin"])
+				fmt.Fprintf(w, "In another terminal (a running server serves each change within milliseconds):\n")
+				fmt.Fprintf(w, "  %s --data %s versions support/summarize\n", bin, d.dir)
+				fmt.Fprintf(w, "  %s --data %s rollback support/summarize v1\n", bin, d.dir)
+				fmt.Fprintf(w, "  %s --data %s audit\n", bin, d.dir)
+				if !noServe {
+					fmt.Fprintf(w, "\nCtrl-C stops the server.\n")
+				}
 			}
 			if noServe {
 				printCurls(c.addr)
@@ -206,6 +214,7 @@ again starts over.`,
 			return c.serve(ctx, d, 30*time.Second, printCurls)
 		},
 	}
+	cmd.Flags().StringVar(&c.addr, "addr", "127.0.0.1:8080", "HTTP listen address")
 	cmd.Flags().StringVar(&dir, "dir", "promptvault-demo", "where to create the sample repository and data directory")
 	cmd.Flags().BoolVar(&noServe, "no-serve", false, "set everything up and print the commands, but do not serve")
 	return cmd

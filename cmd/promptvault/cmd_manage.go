@@ -52,8 +52,11 @@ func keyArg(args []string) (string, error) {
 
 func (c *cli) promoteCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "promote KEY VERSION",
+		Use:   "promote KEY VERSION|staging",
 		Short: "Point live at any valid published version",
+		Long: `promote points live at a valid published version (vN or N), newer or
+older than the current one. "promote KEY staging" makes live the published
+version staging points at; a draft on staging goes live by merging it.`,
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key, err := keyArg(args)
@@ -118,8 +121,11 @@ from live.`,
 func (c *cli) stagingCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "staging", Short: "Set or clear a prompt's staging pointer (read by pv_test_ keys)"}
 	cmd.AddCommand(&cobra.Command{
-		Use:   "set KEY VERSION|draft:NAME",
+		Use:   "set KEY VERSION|draft:NAME|NAME",
 		Short: "Point staging at a valid version or draft; live is untouched",
+		Long: `set points staging at a valid published version (vN or N) or a draft
+(draft:NAME, or the bare NAME as drafts delete takes it). pv_test_ keys
+read it; live is untouched.`,
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key, err := keyArg(args)
@@ -314,7 +320,7 @@ func (c *cli) keysCmd() *cobra.Command {
 	}
 	revoke := &cobra.Command{
 		Use:   "revoke ID",
-		Short: "Revoke a key; a running server refuses it within a second",
+		Short: "Revoke a key; a running server refuses it within milliseconds",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.change(cmd.Context(), "key "+args[0], func(ctx context.Context, tx *index.Tx) (index.Result, error) {

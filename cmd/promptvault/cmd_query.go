@@ -19,28 +19,36 @@ func (c *cli) promptsCmd() *cobra.Command {
 		Short: "List indexed prompts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var ps []index.Prompt
-			err := c.view(cmd.Context(), func(ctx context.Context, tx *index.Tx) (err error) {
-				ps, err = tx.Prompts(ctx)
-				return err
+			var ps []promptRow
+			err := c.view(cmd.Context(), func(ctx context.Context, tx *index.Tx) error {
+				all, err := tx.Prompts(ctx)
+				if err != nil {
+					return err
+				}
+				ptrs, err := pointerLabels(ctx, tx)
+				if err != nil {
+					return err
+				}
+				ps = []promptRow{}
+				for _, p := range all {
+					ps = append(ps, promptRow{Prompt: p, Live: ptrs[p.Key][index.EnvLive], Staging: ptrs[p.Key][index.EnvStaging]})
+				}
+				return nil
 			})
 			if err != nil {
 				return err
 			}
 			if c.json {
-				if ps == nil {
-					ps = []index.Prompt{}
-				}
 				return c.printJSON(map[string]any{"prompts": ps})
 			}
 			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "KEY\tNEWEST\tVERSIONS\tDRAFTS\tSTATE")
+			fmt.Fprintln(tw, "KEY\tLIVE\tSTAGING\tNEWEST\tVERSIONS\tDRAFTS\tSTATE")
 			for _, p := range ps {
 				state := "active"
 				if p.Archived {
 					state = "archived"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", p.Key, p.Newest, p.Versions, p.Drafts, state)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", p.Key, dash(p.Live), dash(p.Staging), dash(p.Newest), p.Versions, p.Drafts, state)
 			}
 			return tw.Flush()
 		},
@@ -60,11 +68,15 @@ func (c *cli) versionsCmd() *cobra.Command {
 				return err
 			}
 			var drafts, vs []index.Version
+			var ptrs map[string]string
 			err := c.view(ctx, func(ctx context.Context, tx *index.Tx) error {
 				if _, err := tx.PromptInfo(ctx, key); err != nil {
 					return err
 				}
 				var err error
+				if ptrs, err = promptPointers(ctx, tx, key); err != nil {
+					return err
+				}
 				if drafts, err = tx.Drafts(ctx, key, search); err != nil {
 					return err
 				}
@@ -76,19 +88,25 @@ func (c *cli) versionsCmd() *cobra.Command {
 			}
 			all := append(drafts, vs...)
 			if c.json {
-				if all == nil {
-					all = []index.Version{}
+				out := []map[string]any{}
+				for _, v := range all {
+					m, err := withField(v, "pointers", pointersAt(ptrs, v.Label))
+					if err != nil {
+						return err
+					}
+					out = append(out, m)
 				}
-				return c.printJSON(map[string]any{"key": key, "versions": all})
+				return c.printJSON(map[string]any{"key": key, "live": ptrs[index.EnvLive], "staging": ptrs[index.EnvStaging], "versions": out})
 			}
 			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "VERSION\tCOMMIT\tDATE\tAUTHOR\tVALID\tMESSAGE")
+			fmt.Fprintln(tw, "VERSION\tPOINTERS\tCOMMIT\tDATE\tAUTHOR\tVALID\tMESSAGE")
 			for _, v := range all {
 				valid := "yes"
 				if !v.Valid {
 					valid = "NO"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Label, short(v.Commit), v.CreatedAt, v.Author, valid, firstLine(v.Message))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Label, dash(strings.Join(pointersAt(ptrs, v.Label), ",")),
+					short(v.Commit), v.CreatedAt, v.Author, valid, firstLine(v.Message))
 			}
 			return tw.Flush()
 		},
@@ -124,6 +142,14 @@ version is shown.`,
 			if err != nil {
 				return err
 			}
+			var ptrs map[string]string
+			if err := d.db.View(ctx, func(tx *index.Tx) (err error) {
+				ptrs, err = promptPointers(ctx, tx, key)
+				return err
+			}); err != nil {
+				return err
+			}
+			at := pointersAt(ptrs, v.Label)
 			var src []byte
 			if v.BlobSHA != "" {
 				repo, err := c.mirror(d)
@@ -142,11 +168,13 @@ version is shown.`,
 				if err != nil {
 					return err
 				}
+				doc["pointers"] = at
 				return c.printJSON(doc)
 			}
 			w := c.stdout
 			fmt.Fprintf(w, "key:      %s\nversion:  %s\ncommit:   %s\nauthor:   %s\ndate:     %s\nsha256:   %s\npath:     %s\n",
 				v.Key, v.Label, v.Commit, v.Author, v.CreatedAt, v.SHA256, v.Path)
+			fmt.Fprintf(w, "pointers: %s (live %s, staging %s)\n", dash(strings.Join(at, ", ")), dash(ptrs[index.EnvLive]), dash(ptrs[index.EnvStaging]))
 			fmt.Fprintf(w, "message:  %s\n", strings.ReplaceAll(v.Message, "\n", "\n          "))
 			if v.Valid {
 				fmt.Fprintln(w, "valid:    yes")
@@ -208,4 +236,54 @@ func withField(v any, name string, value any) (map[string]any, error) {
 	}
 	m[name] = value
 	return m, nil
+}
+
+// promptRow is a prompt as prompts lists it: with the labels live and
+// staging point at ("" when unset).
+type promptRow struct {
+	index.Prompt
+	Live    string `json:"live"`
+	Staging string `json:"staging"`
+}
+
+// pointerLabels maps key → env → label of every pointer.
+func pointerLabels(ctx context.Context, tx *index.Tx) (map[string]map[string]string, error) {
+	all, err := tx.AllPointers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]string{}
+	for _, p := range all {
+		if out[p.Key] == nil {
+			out[p.Key] = map[string]string{}
+		}
+		out[p.Key][p.Env] = p.Label()
+	}
+	return out, nil
+}
+
+// promptPointers maps env → label for key's pointers.
+func promptPointers(ctx context.Context, tx *index.Tx, key string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, env := range []string{index.EnvLive, index.EnvStaging} {
+		p, ok, err := tx.Pointer(ctx, key, env)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[env] = p.Label()
+		}
+	}
+	return out, nil
+}
+
+// pointersAt lists the envs ("live", "staging") pointing at label.
+func pointersAt(ptrs map[string]string, label string) []string {
+	at := []string{}
+	for _, env := range []string{index.EnvLive, index.EnvStaging} {
+		if ptrs[env] == label {
+			at = append(at, env)
+		}
+	}
+	return at
 }

@@ -25,7 +25,8 @@ func (c *cli) serveCmd() *cobra.Command {
 (ready after the first sync). It syncs at start and every --reconcile-every;
 run 'promptvault sync' (for example from a Git hook) to index at once.
 Changes made with the CLI on the same data directory (promote, rollback,
-staging, settings, keys) are served within a second.`,
+staging, settings, keys) are served within milliseconds: serve polls the
+index for changes every 10 ms.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -40,6 +41,9 @@ staging, settings, keys) are served within a second.`,
 			return c.serve(ctx, d, every, nil)
 		},
 	}
+	c.repoFlags(cmd)
+	cmd.Flags().StringVar(&c.addr, "addr", "127.0.0.1:8080", "HTTP listen address")
+	cmd.Flags().StringVar(&c.webhookSecret, "webhook-secret", "", "GitHub webhook secret")
 	cmd.Flags().DurationVar(&every, "reconcile-every", 5*time.Minute, "how often to fetch and index the repository")
 	return cmd
 }

@@ -24,7 +24,7 @@ type fileReport struct {
 }
 
 func (c *cli) validateCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "validate [PATH...]",
 		Short: "Check prompt files; exit 1 if any is invalid",
 		Long: `validate checks prompt files and directories (recursively, *.yaml and *.yml)
@@ -67,7 +67,7 @@ file is invalid. Keys are checked for files inside a prompts directory.`,
 						fmt.Fprintln(c.stdout, p)
 					}
 				}
-				fmt.Fprintf(c.stdout, "%d files checked, %d invalid\n", len(reports), invalid)
+				fmt.Fprintf(c.stdout, "%s checked, %d invalid\n", plural(len(reports), "file"), invalid)
 			}
 			if invalid > 0 {
 				return exitError{1}
@@ -75,6 +75,8 @@ file is invalid. Keys are checked for files inside a prompts directory.`,
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&c.promptsDir, "prompts-dir", "prompts", "directory of prompt files in the repository")
+	return cmd
 }
 
 // defaultPromptsDir is the prompts directory of the working tree around the

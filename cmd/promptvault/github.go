@@ -54,17 +54,32 @@ func init() {
 	openRollbackPR = githubRollbackPR
 }
 
+// githubCommands take the GitHub flags: GitHub mode changes what a sync
+// indexes (pull requests, not branches), and these commands call GitHub.
+var githubCommands = []string{"serve", "sync", "reindex", "rollback"}
+
 func githubFlags(c *cli, root *cobra.Command) {
-	g := &githubConfig{root: root}
+	g := &githubConfig{root: root, apiURL: "https://api.github.com/",
+		stagingLabel: webhook.DefaultStagingLabel, holdLabel: webhook.DefaultHoldLabel}
 	githubConfigs.Store(c, g)
-	pf := root.PersistentFlags()
-	pf.StringVar(&g.appID, "github-app-id", "", "GitHub App ID (GitHub mode, with --github-app-key)")
-	pf.StringVar(&g.appKey, "github-app-key", "", "path of the GitHub App's private key PEM file")
-	pf.StringVar(&g.token, "github-token", "", "GitHub token (GitHub mode without an App: commit statuses instead of check runs)")
-	pf.StringVar(&g.githubRepo, "github-repo", "", "served repository OWNER/NAME (default: from --repo's URL); deliveries about other repositories are ignored")
-	pf.StringVar(&g.apiURL, "github-api-url", "https://api.github.com/", "GitHub REST API URL (GitHub Enterprise Server: https://HOST/api/v3/)")
-	pf.StringVar(&g.stagingLabel, "staging-label", webhook.DefaultStagingLabel, "pull request label that puts its drafts on staging")
-	pf.StringVar(&g.holdLabel, "hold-label", webhook.DefaultHoldLabel, "pull request label that merges without promoting")
+	// GitHub flags go on the commands that talk to GitHub or index its
+	// pull requests, not on every command.
+	for _, name := range githubCommands {
+		cmd, _, err := root.Find(strings.Fields(name))
+		if err != nil || cmd == root {
+			continue
+		}
+		pf := cmd.Flags()
+		pf.StringVar(&g.appID, "github-app-id", "", "GitHub App ID (GitHub mode, with --github-app-key)")
+		pf.StringVar(&g.appKey, "github-app-key", "", "path of the GitHub App's private key PEM file")
+		pf.StringVar(&g.token, "github-token", "", "GitHub token (GitHub mode without an App: commit statuses instead of check runs)")
+		pf.StringVar(&g.githubRepo, "github-repo", "", "served repository OWNER/NAME (default: from --repo's URL); deliveries about other repositories are ignored")
+		pf.StringVar(&g.apiURL, "github-api-url", "https://api.github.com/", "GitHub REST API URL (GitHub Enterprise Server: https://HOST/api/v3/)")
+		if name == "serve" {
+			pf.StringVar(&g.stagingLabel, "staging-label", webhook.DefaultStagingLabel, "pull request label that puts its drafts on staging")
+			pf.StringVar(&g.holdLabel, "hold-label", webhook.DefaultHoldLabel, "pull request label that merges without promoting")
+		}
+	}
 
 	// openRollbackPR is always set (init cannot know the flags), so refuse
 	// --open-pr outside GitHub mode here, before rollback moves live.

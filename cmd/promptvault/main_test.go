@@ -211,7 +211,7 @@ func TestValidate(t *testing.T) {
 	if err := os.Chdir(filepath.Join(g.Dir, "prompts", "team")); err != nil {
 		t.Fatal(err)
 	}
-	if out := ok(t, "validate"); !strings.Contains(out, "1 files checked, 0 invalid") {
+	if out := ok(t, "validate"); !strings.Contains(out, "1 file checked, 0 invalid") {
 		t.Errorf("validate with no args:\n%s", out)
 	}
 	fails(t, "no such file", "validate", "does-not-exist.yaml")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,6 +36,10 @@ type cli struct {
 	autoPromote   string
 	database      string
 	db            index.Options
+	verbose       bool
+	// switchRepo lets sync/serve point an existing data directory at
+	// another repository (audited as repo_switch).
+	switchRepo bool
 
 	explicit map[string]bool // flags given on the command line or by env
 	log      *slog.Logger
@@ -54,7 +59,7 @@ default. The data directory remembers --repo, --branch and --prompts-dir
 from the first sync, so later commands need only --data.`
 
 func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
-	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, branch: "main", promptsDir: "prompts"}
 	root := &cobra.Command{
 		Use:           "promptvault",
 		Short:         "Git-backed prompt registry",
@@ -68,16 +73,13 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// Only the flags every command uses are global; the others are added
+	// to the commands that read them, so each command's --help lists
+	// what it takes (repoFlags, serve's own).
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.data, "data", ".promptvault", "data directory (index and Git mirror)")
-	pf.StringVar(&c.repo, "repo", "", "prompts repository: a local path or a URL (remembered by the data directory)")
-	pf.StringVar(&c.branch, "branch", "main", "tracked branch")
-	pf.StringVar(&c.promptsDir, "prompts-dir", "prompts", "directory of prompt files in the repository")
-	pf.StringVar(&c.addr, "addr", "127.0.0.1:8080", "HTTP listen address")
-	pf.StringVar(&c.webhookSecret, "webhook-secret", "", "GitHub webhook secret")
-	pf.BoolVar(&c.json, "json", false, "machine-readable JSON output")
+	pf.BoolVar(&c.json, "json", false, "machine-readable JSON output (errors too)")
 	pf.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	pf.StringVar(&c.autoPromote, "auto-promote", "", "what promotes to live: push (local default), merged-pr (GitHub default) or none")
 	pf.StringVar(&c.database, "database", "", "where the registry lives: empty for SQLite in --data, or a postgres:// URL shared by several instances")
 	pf.IntVar(&c.db.MaxConns, "db-max-conns", 0, "most database connections this process opens (0: 8)")
 	pf.DurationVar(&c.db.ConnectTimeout, "db-connect-timeout", 0, "how long to wait connecting to PostgreSQL (0: no limit)")
@@ -94,6 +96,17 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		h(c, root)
 	}
 	return root
+}
+
+// repoFlags adds the flags that say which repository and branch to index
+// and how new commits promote: commands that sync (sync, reindex, serve).
+func (c *cli) repoFlags(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&c.repo, "repo", "", "prompts repository: a local path or a URL (remembered by the data directory)")
+	fs.StringVar(&c.branch, "branch", "main", "tracked branch (remembered by the data directory)")
+	fs.StringVar(&c.promptsDir, "prompts-dir", "prompts", "directory of prompt files in the repository (remembered by the data directory)")
+	fs.StringVar(&c.autoPromote, "auto-promote", "", "what promotes to live: push (local default), merged-pr (GitHub default) or none")
+	fs.BoolVar(&c.switchRepo, "switch-repo", false, "allow --repo to replace the repository an indexed data directory remembers (audited)")
 }
 
 // setup applies PV_ environment variables to flags not set on the command
@@ -145,10 +158,27 @@ type data struct {
 
 func (d *data) Close() error { return d.db.Close() }
 
+// ErrNoData is returned when a command that only reads or changes an
+// index finds none: a typo in --data must not answer with an empty table.
+var ErrNoData = errors.New("no such data directory")
+
 // openData opens the data directory's index and settles the repository
 // configuration: explicit flags win; otherwise what the directory remembers;
-// otherwise defaults. remember stores the result (sync and serve do).
+// otherwise defaults. remember stores the result and may create the data
+// directory (sync, serve and demo); every other command refuses a data
+// directory that holds no index.
 func (c *cli) openData(ctx context.Context, remember bool) (*data, error) {
+	if !remember {
+		// With PostgreSQL the data directory still holds the mirror.
+		must := filepath.Join(c.data, "index.db")
+		if c.database != "" {
+			must = c.data
+		}
+		if _, err := os.Stat(must); err != nil {
+			return nil, fmt.Errorf("%w: %s has no index (%s); run 'promptvault sync --data %s --repo PATH|URL' first, or pass the right --data",
+				ErrNoData, c.data, must, c.data)
+		}
+	}
 	if err := os.MkdirAll(c.data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", c.data, err)
 	}
@@ -164,6 +194,10 @@ func (c *cli) openData(ctx context.Context, remember bool) (*data, error) {
 		txn = db.Update
 	}
 	err = txn(ctx, func(tx *index.Tx) error {
+		indexed, err := tx.Meta(ctx, "head")
+		if err != nil {
+			return err
+		}
 		for _, s := range []struct {
 			flag, meta string
 			val        *string
@@ -182,14 +216,20 @@ func (c *cli) openData(ctx context.Context, remember bool) (*data, error) {
 			switch {
 			case !c.explicit[s.flag] && stored != "":
 				*s.val = stored
-			case c.explicit[s.flag] && stored != "" && stored != *s.val && s.flag != "repo":
-				indexed, err := tx.Meta(ctx, "head")
-				if err != nil {
-					return err
-				}
-				if indexed != "" {
+			case c.explicit[s.flag] && stored != "" && stored != *s.val && indexed != "":
+				if s.flag != "repo" {
 					return fmt.Errorf("data directory %s indexes --%s %q; it cannot switch to %q (use another --data)",
 						c.data, s.flag, stored, *s.val)
+				}
+				// Switching the repository archives every prompt the new
+				// one lacks and clears staging: never by accident.
+				if !c.switchRepo || !remember {
+					return fmt.Errorf("%w: data directory %s indexes repository %s, not %s; pass --switch-repo to switch it "+
+						"(prompts the new repository lacks are archived), or use another --data", index.ErrConflict, c.data, stored, *s.val)
+				}
+				if _, err := tx.Audit(ctx, index.AuditEntry{Action: index.ActRepoSwitch, Actor: actor(),
+					Detail: "from " + stored + " to " + *s.val}); err != nil {
+					return err
 				}
 			}
 			if remember && *s.val != "" {

@@ -13,7 +13,7 @@ import (
 // pointerActions are the audit actions that move a pointer.
 var pointerActions = map[string]bool{
 	index.ActBootstrap: true, index.ActPromote: true, index.ActRollback: true,
-	index.ActStagingSet: true, index.ActStagingClear: true,
+	index.ActStagingSet: true, index.ActStagingClear: true, index.ActArchive: true,
 }
 
 // CountPointerMoves feeds promptvault_pointer_moves_total from the audit

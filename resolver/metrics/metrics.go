@@ -174,7 +174,7 @@ func RenderWorkerExit(reason string) {
 // PointerActions are the action label values of pointer_moves_total: the
 // audit actions that move a pointer (SPEC §5), and "other" for actions
 // added later.
-var PointerActions = []string{"bootstrap", "promote", "rollback", "staging_set", "staging_clear", "other"}
+var PointerActions = []string{"bootstrap", "promote", "rollback", "staging_set", "staging_clear", "archive", "other"}
 
 // PointerMove counts one pointer change of env ("live" or "staging") made
 // by an audit action.
