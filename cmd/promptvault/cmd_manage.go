@@ -57,7 +57,7 @@ func (c *cli) promoteCmd() *cobra.Command {
 		Long: `promote points live at a valid published version (vN or N), newer or
 older than the current one. "promote KEY staging" makes live the published
 version staging points at; a draft on staging goes live by merging it.`,
-		Args:  cobra.ExactArgs(2),
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key, err := keyArg(args)
 			if err != nil {
@@ -126,7 +126,7 @@ func (c *cli) stagingCmd() *cobra.Command {
 		Long: `set points staging at a valid published version (vN or N) or a draft
 (draft:NAME, or the bare NAME as drafts delete takes it). pv_test_ keys
 read it; live is untouched.`,
-		Args:  cobra.ExactArgs(2),
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key, err := keyArg(args)
 			if err != nil {
