@@ -150,7 +150,7 @@ func TestConcurrentPointerMovesFromTwoProcesses(t *testing.T) {
 func TestDemoBuildsARealisticSample(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
 	out := ok(t, "demo", "--dir", dir, "--no-serve")
-	for _, want := range []string{"6 commits, 7 versions, 1 drafts", "curl -s -H 'Authorization: Bearer pv_live_", "pv_test_", "pv_admin_"} {
+	for _, want := range []string{"6 commits, 7 versions, 1 draft)", "curl -s -H 'Authorization: Bearer pv_live_", "pv_test_", "pv_admin_"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
