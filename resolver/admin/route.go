@@ -82,6 +82,9 @@ func parseAPIPath(escaped string) (string, params, error) {
 		}
 		return routeKey, params{arg: id}, nil
 	}
+	if route, p, ok, err := parseWebhookPath(rest); ok {
+		return route, p, err
+	}
 	rest, ok = strings.CutPrefix(rest, "prompts/")
 	if !ok || rest == "" {
 		return "", params{}, errNoRoute
