@@ -103,12 +103,12 @@ class Client:
         self._revalidate = revalidate_every
         self._on_update = on_update
 
-        self._lock = threading.Lock()  # guards _cache, _last_id, _connected, _stream_conn
+        self._lock = threading.Lock()  # guards _cache, _last_id, _connected, _stream_sock
         self._snap_lock = threading.Lock()  # serialises snapshot writes
         self._cache: Dict[str, _Entry] = {}
         self._last_id = ""  # last event id seen; resumes the stream
         self._connected = False
-        self._stream_conn: Optional[http.client.HTTPConnection] = None
+        self._stream_sock: Optional[socket.socket] = None
         self._closed = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -197,8 +197,8 @@ class Client:
         """Stop the event stream and background refreshes."""
         self._closed.set()
         with self._lock:
-            conn = self._stream_conn
-        _shutdown(conn)
+            sock = self._stream_sock
+        _shutdown(sock)
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(self._timeout + 1)
@@ -321,7 +321,7 @@ class Client:
                 _log.debug("promptvault: event stream ended: %s", e)
             with self._lock:
                 self._connected = False
-                self._stream_conn = None
+                self._stream_sock = None
             if got_events:
                 delay = lo
             if self._closed.wait(delay / 2 + random.uniform(0, delay / 2)):
@@ -331,11 +331,17 @@ class Client:
     def _stream_once(self) -> bool:
         conn = self._conn(self._timeout)
         with self._lock:
-            if self._closed.is_set():
-                return False
-            self._stream_conn = conn
             resume = self._last_id
         try:
+            conn.connect()
+            # Kept for close(): http.client lets go of the socket once the
+            # response owns it (Connection: close), yet a read blocked on it
+            # must still be woken.
+            sock = conn.sock
+            with self._lock:
+                if self._closed.is_set():
+                    return False
+                self._stream_sock = sock
             headers = {"Authorization": "Bearer " + self._api_key, "Accept": "text/event-stream"}
             if resume:
                 headers["Last-Event-ID"] = resume
@@ -343,8 +349,8 @@ class Client:
             res = conn.getresponse()
             if res.status != 200:
                 raise _decode_error(res.status, res.read(64 << 10))
-            if conn.sock is not None:
-                conn.sock.settimeout(_STREAM_IDLE)
+            if sock is not None:
+                sock.settimeout(_STREAM_IDLE)
             with self._lock:
                 self._connected = True
             if not resume:
@@ -451,7 +457,7 @@ class Client:
         # refreshes that were in flight will never finish.
         self._lock = threading.Lock()
         self._snap_lock = threading.Lock()
-        self._stream_conn = None
+        self._stream_sock = None
         self._connected = False
         for e in self._cache.values():
             if e.inflight:
@@ -484,12 +490,12 @@ def _decode_error(status: int, body: bytes) -> PromptVaultError:
         return PromptVaultError(status, f"http_{status}", text)
 
 
-def _shutdown(conn: Optional[http.client.HTTPConnection]) -> None:
+def _shutdown(sock: Optional[socket.socket]) -> None:
     # shutdown() wakes a thread blocked reading the socket; close() alone
     # does not.
-    if conn is not None and conn.sock is not None:
+    if sock is not None:
         try:
-            conn.sock.shutdown(socket.SHUT_RDWR)
+            sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 
