@@ -488,12 +488,19 @@ export class PromptVault {
 
   private async streamOnce(): Promise<boolean> {
     const conn = new AbortController();
-    const onStop = () => conn.abort();
-    this.stop.signal.addEventListener("abort", onStop, { once: true });
+    let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+    // Aborting the request does not always settle a read already pending on
+    // the body (seen on Node 20 after another fetch was cancelled), so the
+    // reader is cancelled too: that ends the pending read at once.
+    const hangUp = () => {
+      conn.abort();
+      reader?.cancel().catch(() => undefined);
+    };
+    this.stop.signal.addEventListener("abort", hangUp, { once: true });
     let idle: ReturnType<typeof setTimeout> | undefined;
     const resetIdle = () => {
       clearTimeout(idle);
-      idle = setTimeout(() => conn.abort(), STREAM_IDLE_MS);
+      idle = setTimeout(hangUp, STREAM_IDLE_MS);
     };
     try {
       const resume = this.lastId;
@@ -510,7 +517,7 @@ export class PromptVault {
         // connection are unknown: revalidate everything once.
         this.markAllStale();
       }
-      const reader = res.body.getReader();
+      reader = res.body.getReader();
       const dec = new TextDecoder();
       let buf = "";
       let id = "";
@@ -518,7 +525,7 @@ export class PromptVault {
       let data: string[] = [];
       for (;;) {
         const { done, value } = await reader.read();
-        if (done) return true;
+        if (done || this.closed) return true;
         resetIdle();
         buf += dec.decode(value, { stream: true });
         let nl: number;
@@ -550,7 +557,7 @@ export class PromptVault {
       }
     } finally {
       clearTimeout(idle);
-      this.stop.signal.removeEventListener("abort", onStop);
+      this.stop.signal.removeEventListener("abort", hangUp);
       conn.abort();
     }
   }
