@@ -3,19 +3,48 @@ GO       ?= go
 BIN      ?= bin/promptvault
 PKGS     := ./...
 
-.PHONY: all build test vet fmt-check bench bench-index demo clean
+.PHONY: all build test vet fmt-check sdk-test sdk-go-test sdk-python-test sdk-typescript-test bench bench-index bench-sdk demo clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/promptvault
 
-# test: formatting, vet, then every test (real git repos, SQLite files, HTTP servers).
-test: fmt-check vet
+# test: formatting, vet, then every test (real git repos, SQLite files, HTTP
+# servers), including sdk/conformance, which runs the Go, Python and
+# TypeScript SDKs against a real serve; then each SDK's own suite.
+test: fmt-check vet sdk/typescript/node_modules
 	$(GO) test -count=1 $(PKGS)
+	$(MAKE) sdk-test
 
 vet:
 	$(GO) vet $(PKGS)
+	cd sdk/go && $(GO) vet ./...
+
+# The SDKs' own suites. sdk/go is its own module, so ./... above skips it.
+# Python and Node are optional on a developer machine: a missing one is
+# reported and skipped here, as the conformance test skips it; CI has both.
+sdk-test: sdk-go-test sdk-python-test sdk-typescript-test
+
+sdk-go-test:
+	cd sdk/go && $(GO) test -count=1 ./...
+
+sdk-python-test:
+	@if command -v python3 >/dev/null; then \
+		cd sdk/python && python3 -X dev -m unittest discover -s tests -v; \
+	else echo "SKIP sdk/python: python3 is not installed"; fi
+
+sdk-typescript-test: sdk/typescript/node_modules
+	@if command -v node >/dev/null; then \
+		cd sdk/typescript && npm test; \
+	else echo "SKIP sdk/typescript: node is not installed"; fi
+
+# npm ci installs the pinned TypeScript compiler (a dev dependency; the SDK
+# has no runtime dependencies) from package-lock.json.
+sdk/typescript/node_modules: sdk/typescript/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd sdk/typescript && npm ci --no-audit --no-fund && touch node_modules; \
+	else echo "SKIP sdk/typescript: npm is not installed"; fi
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
