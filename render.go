@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"reflect"
 	"regexp"
 	"sort"
@@ -254,6 +255,15 @@ func toTemplateValue(v any, depth int) (any, error) {
 	case json.Number:
 		if i, err := t.Int64(); err == nil {
 			return int(i), nil
+		}
+		// An integer past int64 stays an integer, as in Python.
+		if !strings.ContainsAny(string(t), ".eE") {
+			if b, ok := new(big.Int).SetString(string(t), 10); ok {
+				if b.BitLen() > maxIntBits {
+					return nil, fmt.Errorf("%w: number %.20s… has more than %d bits", ErrRender, t, maxIntBits)
+				}
+				return b, nil
+			}
 		}
 		f, err := t.Float64()
 		if err != nil || math.IsInf(f, 0) {

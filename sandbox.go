@@ -60,6 +60,10 @@ func (f *sandboxFor) Execute(r *exec.Renderer, tag *nodes.ControlStructureBlock)
 	if obj.IsError() {
 		return obj
 	}
+	if obj.IsString() {
+		// Python iterates characters; gonja iterates bytes.
+		obj = exec.AsValue(runes(obj.String()))
+	}
 	if err := b.spend(max(obj.Len(), 1)); err != nil {
 		return err
 	}
@@ -240,7 +244,8 @@ func checkReplace(s, old, new string) error {
 // anything) and the gettext family (no translations here) are left out;
 // range is capped.
 func sandboxGlobals() *exec.Context {
-	g := map[string]any{"range": rangeFunction}
+	// none, true and false in lower case are Jinja2's literals too.
+	g := map[string]any{"range": rangeFunction, arithName: pyArith, printName: pyPrint, "none": nil}
 	for _, name := range []string{"cycler", "dict", "joiner", "namespace"} {
 		if f, ok := builtins.GlobalFunctions.Get(name); ok {
 			g[name] = f
@@ -311,19 +316,22 @@ var (
 func sandboxMethods() exec.Methods {
 	all := builtins.Methods
 	return exec.Methods{
-		Bool:  pick(all.Bool, boolMethodNames, nil),
-		Int:   pick(all.Int, intMethodNames, nil),
-		Float: pick(all.Float, fltMethodNames, nil),
-		Str:   pick(all.Str, strMethodNames, checkStrMethod),
-		Dict:  pick(all.Dict, dictMethodNames, checkDictMethod),
-		List:  pick(all.List, listMethodNames, nil),
+		Bool:  pick(all.Bool, nil, boolMethodNames, nil),
+		Int:   pick(all.Int, nil, intMethodNames, nil),
+		Float: pick(all.Float, nil, fltMethodNames, nil),
+		Str:   pick(all.Str, pyStrMethods, strMethodNames, checkStrMethod),
+		Dict:  pick(all.Dict, nil, dictMethodNames, checkDictMethod),
+		List:  pick(all.List, nil, listMethodNames, nil),
 	}
 }
 
-func pick[I any](set *exec.MethodSet[I], names []string, pre func(name string, self I, sv *exec.Value, args *exec.VarArgs) error) *exec.MethodSet[I] {
+func pick[I any](set *exec.MethodSet[I], over map[string]exec.Method[I], names []string, pre func(name string, self I, sv *exec.Value, args *exec.VarArgs) error) *exec.MethodSet[I] {
 	m := map[string]exec.Method[I]{}
 	for _, name := range names {
-		f, ok := set.Get(name)
+		f, ok := over[name]
+		if !ok {
+			f, ok = set.Get(name)
+		}
 		if !ok {
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -51,7 +52,120 @@ func compileJSON(b []byte) (*jsonschema.Schema, error) {
 	if err := c.AddResource(schemaURL, doc); err != nil {
 		return nil, fmt.Errorf("add schema: %w", err)
 	}
-	return c.Compile(schemaURL)
+	sch, err := c.Compile(schemaURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := refCycle(sch); err != nil {
+		return nil, err
+	}
+	return sch, nil
+}
+
+// RefCycleError is a schema whose references lead back to themselves
+// without descending into the value ({"$ref": "#"}, or a → b → a): such a
+// schema says nothing, and following it never ends.
+type RefCycleError struct{ Path []string }
+
+func (e *RefCycleError) Error() string {
+	return "$ref cycle: " + strings.Join(e.Path, " → ") + "; a reference must lead to a schema that says something"
+}
+
+// refCycle looks for a cycle among the subschemas that apply to the same
+// value: $ref and the in-place applicators (allOf, anyOf, oneOf, not,
+// if/then/else). Recursion through properties or items is fine and is not
+// followed.
+func refCycle(root *jsonschema.Schema) error {
+	const (
+		visiting = 1
+		done     = 2
+	)
+	state := map[*jsonschema.Schema]int{}
+	var stack []string
+	var visit func(s *jsonschema.Schema) error
+	visit = func(s *jsonschema.Schema) error {
+		if s == nil || state[s] == done {
+			return nil
+		}
+		name := "#" + strings.TrimPrefix(strings.TrimPrefix(s.Location, schemaURL), "#")
+		if state[s] == visiting {
+			path := append([]string(nil), stack...)
+			for i, p := range path {
+				if p == name {
+					path = path[i:]
+					break
+				}
+			}
+			return &RefCycleError{Path: append(path, name)}
+		}
+		state[s] = visiting
+		stack = append(stack, name)
+		next := append([]*jsonschema.Schema{s.Ref, s.Not, s.If, s.Then, s.Else}, s.AllOf...)
+		next = append(append(next, s.AnyOf...), s.OneOf...)
+		for _, n := range next {
+			if err := visit(n); err != nil {
+				return err
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[s] = done
+		return nil
+	}
+	for _, s := range allSchemas(root) {
+		if err := visit(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// allSchemas lists every schema reachable from root, through any
+// keyword: the compiled form keeps subschemas in many differently typed
+// fields (*Schema, slices, maps, and any for items and
+// additionalProperties).
+func allSchemas(root *jsonschema.Schema) []*jsonschema.Schema {
+	schemaType := reflect.TypeFor[*jsonschema.Schema]()
+	seen := map[*jsonschema.Schema]bool{}
+	var out []*jsonschema.Schema
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		switch v.Kind() {
+		case reflect.Pointer:
+			if v.IsNil() {
+				return
+			}
+			if v.Type() == schemaType {
+				sch := v.Interface().(*jsonschema.Schema)
+				if seen[sch] {
+					return
+				}
+				seen[sch] = true
+				out = append(out, sch)
+			}
+			walk(v.Elem())
+		case reflect.Interface:
+			if !v.IsNil() {
+				walk(v.Elem())
+			}
+		case reflect.Struct:
+			for i := 0; i < v.NumField(); i++ {
+				if v.Type().Field(i).IsExported() {
+					walk(v.Field(i))
+				}
+			}
+		case reflect.Slice, reflect.Array:
+			for i := 0; i < v.Len(); i++ {
+				walk(v.Index(i))
+			}
+		case reflect.Map:
+			it := v.MapRange()
+			for it.Next() {
+				walk(it.Value())
+			}
+		}
+	}
+	walk(reflect.ValueOf(root))
+	return out
 }
 
 // ErrExternalRef is the cause the refusing loader gives for every URL.
@@ -82,6 +196,17 @@ func (w *walker) schemaProblems(field string, n *yaml.Node, err error) {
 			}
 			return
 		}
+	}
+	var rc *RefCycleError
+	if errors.As(err, &rc) {
+		at := n
+		if len(rc.Path) > 1 {
+			if r := findRef(n, rc.Path[len(rc.Path)-1]); r != nil {
+				at = r
+			}
+		}
+		w.errAt(at, "%s: %s", field, rc.Error())
+		return
 	}
 	var pe *jsonschema.JSONPointerNotFoundError
 	if errors.As(err, &pe) {

@@ -122,13 +122,13 @@ func newSandboxEnv() *exec.Environment {
 	filters := map[string]exec.FilterFunction{}
 	for _, name := range allowedFilters {
 		if f, ok := builtins.Filters.Get(name); ok {
-			filters[name] = guardFilter(name, f)
+			filters[name] = guardFilter(name, pyFilter(name, f))
 		}
 	}
 	return &exec.Environment{
 		Context:           exec.EmptyContext().Update(sandboxGlobals()).Update(builtins.GlobalVariables),
 		Filters:           exec.NewFilterSet(filters),
-		Tests:             builtins.Tests,
+		Tests:             pyTests(),
 		ControlStructures: exec.NewControlStructureSet(statements),
 		Methods:           sandboxMethods(),
 	}
@@ -166,6 +166,8 @@ func ParseTemplate(name, src string) (*Template, error) {
 	if err := probs.err(); err != nil {
 		return nil, err
 	}
+	// Python's arithmetic, bounded (python.go).
+	rewriteArith(tpl.Root())
 	return &Template{name: name, source: src, tpl: tpl}, nil
 }
 
@@ -308,10 +310,6 @@ func lintTemplate(name, src string, probs *Problems) lintResult {
 		case tokens.Error:
 			res.lexErr = true
 			at(t, "jinja syntax error: %s", lexerMessage(t.Val))
-		case tokens.Multiply, tokens.Power:
-			// "x" * 1000000000 allocates gigabytes in one step that no
-			// render deadline can interrupt.
-			at(t, "operator %q is not allowed in prompt templates; repeat text with a for loop", t.Val)
 		case tokens.Pipe:
 			if next != nil && next.Type == tokens.Name {
 				checkFilter(next, at)

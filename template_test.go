@@ -37,8 +37,8 @@ func TestParseTemplateSandbox(t *testing.T) {
 		{"macro", "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", `1:4: statement "macro" is not allowed`},
 		{"call", "{% call m() %}{% endcall %}", `1:4: statement "call" is not allowed`},
 		{"recursive for", "{% for x in xs recursive %}{{ loop(x.c) }}{% endfor %}", `1:16: "for ... recursive" is not allowed`},
-		{"multiply", "{{ 'x' * 1000000000 }}", `1:8: operator "*" is not allowed`},
-		{"power", "{{ 10 ** 9 }}", `1:7: operator "**" is not allowed`},
+		{"multiply", "{{ price * qty }}", ""},
+		{"power", "{{ 2 ** 10 }}", ""},
 		{"unknown filter", "{{ x | nosuch }}", `1:8: unknown filter "nosuch"`},
 		{"unknown filter in filter block", "{% filter lowr %}x{% endfilter %}", `1:11: unknown filter "lowr"; did you mean "lower"?`},
 		{"unknown test", "{{ x is not nosuch }}", `1:13: unknown test "nosuch"`},
@@ -88,13 +88,13 @@ func problemStrings(probs *Problems) []string {
 // TestParseTemplateReportsAll: lint problems and a parse error in one
 // template are all reported.
 func TestParseTemplateReportsAll(t *testing.T) {
-	_, err := ParseTemplate("t", "{{ a * b }}\n{{ c | nope }}\n{% if x %}")
+	_, err := ParseTemplate("t", "{{ a | nop }}\n{{ c | nope }}\n{% if x %}")
 	var probs *Problems
 	if !errors.As(err, &probs) {
 		t.Fatalf("err = %v", err)
 	}
 	got := problemStrings(probs)
-	want := []string{`1:6: operator "*"`, `2:8: unknown filter "nope"`, `3:11: jinja syntax error: unexpected EOF`}
+	want := []string{`1:8: unknown filter "nop"`, `2:8: unknown filter "nope"`, `3:11: jinja syntax error: unexpected EOF`}
 	if len(got) != len(want) {
 		t.Fatalf("problems = %q, want %q", got, want)
 	}

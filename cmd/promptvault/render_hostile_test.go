@@ -80,6 +80,12 @@ func hostileCorpus() []hostileCase {
 			template: `{{ "x"|center(1000000000) }}`, want: 422},
 		{name: "range of a billion",
 			template: `{% for i in range(1000000000) %}x{% endfor %}`, want: 422},
+		{name: "string times a billion",
+			template: `{{ "x" * 1000000000 }}`, want: 422},
+		{name: "huge power",
+			template: `{{ 10 ** 1000000 }}`, want: 422},
+		{name: "squaring in a loop",
+			template: `{% set ns = namespace(n=3) %}{% for i in range(64) %}{% set ns.n = ns.n * ns.n %}{% endfor %}{{ ns.n }}`, want: 422},
 		{name: "huge integer variable keeps its digits",
 			template: `{{ n }}`, vars: map[string]any{"n": json.Number("1" + strings.Repeat("0", 300))}, want: 200},
 	}
