@@ -3,7 +3,9 @@ package promptvault
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"text/template"
 	"time"
@@ -137,7 +139,10 @@ func benchVars() map[string]any {
 
 // BenchmarkRender renders a ~1 KB template through Render (schema-less:
 // defaults and validation are measured by the resolver's HTTP test) and,
-// as the baseline, the same text through text/template.
+// as the baseline, the same text through text/template: in the calling
+// goroutine ("in-process", what tools use) and through a Pool of worker
+// processes (what serve uses), serially and in parallel, reporting p50 and
+// p99 latency.
 func BenchmarkRender(b *testing.B) {
 	p := mustParse(b, "template: |-\n  "+strings.ReplaceAll(benchJinja, "\n", "\n  ")+"\n")
 	gt := template.Must(template.New("b").Option("missingkey=error").Parse(benchGo))
@@ -154,11 +159,11 @@ func BenchmarkRender(b *testing.B) {
 		}
 		b.SetBytes(int64(len(want)))
 	})
-	b.Run("promptvault", func(b *testing.B) {
+	b.Run("in-process", func(b *testing.B) {
 		b.ReportAllocs()
 		var out string
 		for b.Loop() {
-			r, err := p.Render(context.Background(), vars, Limits{})
+			r, err := p.Render(context.Background(), vars, Limits{Timeout: 5 * time.Second})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -169,4 +174,49 @@ func BenchmarkRender(b *testing.B) {
 			b.Fatalf("rendered %d bytes", len(out))
 		}
 	})
+	pool := NewPool(PoolOptions{})
+	defer pool.Close()
+	lim := Limits{Pool: pool, Timeout: 5 * time.Second}
+	if _, err := p.Render(context.Background(), vars, lim); err != nil { // start the workers
+		b.Fatal(err)
+	}
+	b.Run("pool", func(b *testing.B) {
+		var lat []time.Duration
+		for b.Loop() {
+			start := time.Now()
+			if _, err := p.Render(context.Background(), vars, lim); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(start))
+		}
+		reportLatency(b, lat)
+	})
+	b.Run("pool-parallel", func(b *testing.B) {
+		var mu sync.Mutex
+		var lat []time.Duration
+		b.RunParallel(func(pb *testing.PB) {
+			var mine []time.Duration
+			for pb.Next() {
+				start := time.Now()
+				if _, err := p.Render(context.Background(), vars, lim); err != nil {
+					b.Error(err)
+					return
+				}
+				mine = append(mine, time.Since(start))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		})
+		reportLatency(b, lat)
+	})
+}
+
+func reportLatency(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
