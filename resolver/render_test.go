@@ -139,7 +139,7 @@ func TestRender(t *testing.T) {
 			`{"tickets": [{"title": "login fails"}, {"title": "slow"}], "meta": {"b": 1, "a": [true, null]}}`,
 			[]promptvault.Message{
 				{Role: "system", Content: "You are Ada, tone neutral."},
-				{Role: "user", Content: "Summarize in 3 sentences:\n1. LOGIN FAILS; 2. SLOW\n{\"a\":[true,null],\"b\":1}"},
+				{Role: "user", Content: "Summarize in 3 sentences:\n1. LOGIN FAILS; 2. SLOW\n{\"a\": [true, null], \"b\": 1}"},
 			}},
 		{"given values win over defaults", "render/rich",
 			`{"urgent": true, "max_sentences": 2, "persona": {"name": "Bo", "tone": "dry"}, "tickets": [], "meta": {}}`,
