@@ -175,30 +175,24 @@ func (tx *Tx) Deliveries(ctx context.Context, state string, before int64, limit 
 		ORDER BY seq DESC LIMIT ?`, state, state, before, limit)
 }
 
-// Redeliver puts a delivery back to pending with a fresh attempt budget, so
+// RedeliverWebhook puts a GitHub delivery back to pending with a fresh attempt budget, so
 // the worker processes it again (the promotion rules still apply: a merge
 // is promoted at most once). A delivery being processed is a conflict.
-func (db *DB) Redeliver(ctx context.Context, guid string) (Delivery, error) {
-	var d Delivery
-	err := db.Update(ctx, func(tx *Tx) error {
-		cur, err := tx.Delivery(ctx, guid)
-		if err != nil {
-			return err
-		}
-		if cur.State == DeliveryProcessing {
-			return fmt.Errorf("%w: delivery %s is being processed", ErrConflict, guid)
-		}
-		if _, err := tx.exec(ctx, `UPDATE deliveries SET state = 'pending', attempts = 0, next_at = 0, done_at = ''
-			WHERE seq = ?`, cur.Seq); err != nil {
-			return err
-		}
-		d, err = tx.Delivery(ctx, guid)
-		return err
-	})
+func (tx *Tx) RedeliverWebhook(ctx context.Context, guid string) (Delivery, error) {
+	cur, err := tx.Delivery(ctx, guid)
 	if err != nil {
-		return d, fmt.Errorf("redeliver: %w", err)
+		return Delivery{}, err
 	}
-	return d, nil
+	if cur.State == DeliveryProcessing {
+		return Delivery{}, fmt.Errorf("%w: delivery %s is being processed", ErrConflict, guid)
+	}
+	if _, err := tx.exec(ctx, `UPDATE deliveries SET state = 'pending', attempts = 0, next_at = 0, done_at = ''
+		WHERE seq = ?`, cur.Seq); err != nil {
+		return Delivery{}, fmt.Errorf("redeliver %s: %w", guid, err)
+	}
+	d, err := tx.Delivery(ctx, guid)
+	d.Body = nil
+	return d, err
 }
 
 // CountDeliveries counts deliveries by state (all states when state is "").

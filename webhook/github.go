@@ -149,7 +149,8 @@ func apiError(err error) error {
 	}
 	var rl0 *rateLimited
 	if errors.As(err, &rl0) {
-		ae := &APIError{Status: rl0.Status, Message: rl0.Message, RateLimited: true, ResetAt: rl0.Until, err: err}
+		ae := &APIError{Status: rl0.Status, RateLimited: true, ResetAt: rl0.Until, err: err,
+			Message: "rate limited until " + rl0.Until.UTC().Format(time.RFC3339) + ": " + rl0.Message}
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			ae.Method = strings.ToUpper(ue.Op) // url.Error says "Get"

@@ -299,6 +299,10 @@ func (w *Worker) process(ctx context.Context, d index.Delivery) error {
 		return w.finish(ctx, d, "recorded "+d.Event+" "+d.Action)
 	case "ping":
 		return w.finish(ctx, d, "pong")
+	case "merge_group":
+		return w.mergeGroup(ctx, d)
+	case "check_run", "check_suite":
+		return w.rerequested(ctx, d)
 	}
 	return w.finish(ctx, d, "ignored event "+d.Event)
 }
@@ -475,6 +479,30 @@ func (w *Worker) endDrafts(ctx context.Context, d index.Delivery, src index.Draf
 // open indexes an open pull request's head as drafts, reports the check run
 // (or status), and applies the staging label.
 func (w *Worker) open(ctx context.Context, d index.Delivery, pr PullRequest) error {
+	src, err := w.indexAndReport(ctx, pr)
+	if err != nil {
+		return err
+	}
+	staging := pr.HasLabel(w.opts.StagingLabel)
+	return w.db.Update(ctx, func(tx *index.Tx) error {
+		note, err := w.applyStaging(ctx, tx, src, staging)
+		if err != nil {
+			return err
+		}
+		return tx.FinishDelivery(ctx, d.Seq, fmt.Sprintf("%s at %s indexed%s", src.Source, src.Head, note))
+	})
+}
+
+// reportOpen indexes an open pull request's head and reports its check
+// (a re-run).
+func (w *Worker) reportOpen(ctx context.Context, pr PullRequest) error {
+	_, err := w.indexAndReport(ctx, pr)
+	return err
+}
+
+// indexAndReport indexes an open pull request's head as drafts and reports
+// the check run (or status).
+func (w *Worker) indexAndReport(ctx context.Context, pr PullRequest) (index.DraftSource, error) {
 	src := prSource(pr.Number)
 	err := w.locked(ctx, func() error {
 		head, err := w.fetchHead(ctx, pr)
@@ -488,27 +516,20 @@ func (w *Worker) open(ctx context.Context, d index.Delivery, pr PullRequest) err
 		return nil
 	})
 	if err != nil {
-		return err
+		return src, err
 	}
 	if w.gh != nil {
 		rep, err := w.buildReport(ctx, src)
 		if err != nil {
-			return fmt.Errorf("pull request #%d: report: %w", pr.Number, err)
+			return src, fmt.Errorf("pull request #%d: report: %w", pr.Number, err)
 		}
 		// Reported before the delivery is marked done: a crash in between
 		// reports again, and the report is an upsert.
 		if err := w.publish(ctx, src.Head, rep); err != nil {
-			return fmt.Errorf("pull request #%d: report: %w", pr.Number, err)
+			return src, fmt.Errorf("pull request #%d: report: %w", pr.Number, err)
 		}
 	}
-	staging := pr.HasLabel(w.opts.StagingLabel)
-	return w.db.Update(ctx, func(tx *index.Tx) error {
-		note, err := w.applyStaging(ctx, tx, src, staging)
-		if err != nil {
-			return err
-		}
-		return tx.FinishDelivery(ctx, d.Seq, fmt.Sprintf("%s at %s indexed%s", src.Source, src.Head, note))
-	})
+	return src, nil
 }
 
 // fetchHead fetches refs/pull/N/head (fork pull requests included: GitHub

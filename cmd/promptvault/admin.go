@@ -29,7 +29,8 @@ func init() {
 // adminServe mounts /v1/admin/*, /ui/, /v1/openapi.json and /metrics,
 // instruments every request, and counts pointer moves from the audit log.
 func adminServe(ctx context.Context, c *cli, s *server) error {
-	a, err := admin.New(admin.Options{DB: s.Data.db, Repo: s.Repo, Resolver: s.Handler, Logger: s.Log, Sync: s.SyncNow})
+	a, err := admin.New(admin.Options{DB: s.Data.db, Repo: s.Repo, Resolver: s.Handler, Logger: s.Log, Sync: s.SyncNow,
+		Redelivered: func() { wakeWebhookWorker(s) }})
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,17 @@ type githubConfig struct {
 	app         *webhook.AppAuth
 }
 
+// webhookWorkers maps each server to its webhook worker, so the admin API
+// (mounted by another hook) can wake it after a redelivery.
+var webhookWorkers sync.Map // *server → *webhook.Worker
+
+// wakeWebhookWorker wakes s's webhook worker, if it has one.
+func wakeWebhookWorker(s *server) {
+	if w, ok := webhookWorkers.Load(s); ok {
+		w.(*webhook.Worker).Notify()
+	}
+}
+
 // githubConfigs maps each invocation (tests run many per process) to its
 // GitHub configuration.
 var githubConfigs sync.Map // *cli → *githubConfig
@@ -220,6 +231,8 @@ func githubServe(ctx context.Context, c *cli, s *server) error {
 	if err != nil {
 		return err
 	}
+	webhookWorkers.Store(s, w)
+	context.AfterFunc(ctx, func() { webhookWorkers.Delete(s) })
 	rc, err := webhook.NewReceiver(webhook.ReceiverOptions{DB: s.Data.db, Secret: c.webhookSecret, Logger: s.Log, Repository: served,
 		Notify: w.Notify, WriteError: s.Handler.WriteError})
 	if err != nil {

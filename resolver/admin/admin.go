@@ -69,6 +69,9 @@ type Options struct {
 	Logger   *slog.Logger      // nil: discard
 	// Sync fetches and indexes now (POST /v1/admin/sync); nil answers 503.
 	Sync func(ctx context.Context) (*index.SyncResult, error)
+	// Redelivered wakes the webhook worker after a redelivery; nil: it
+	// finds the delivery on its own within seconds.
+	Redelivered func()
 }
 
 // Handler serves /v1/admin/*, /ui/ and /v1/openapi.json. It is safe for
@@ -80,6 +83,8 @@ type Handler struct {
 	log    *slog.Logger
 	sync   func(ctx context.Context) (*index.SyncResult, error)
 	static map[string]*staticFile
+	// redelivered wakes the webhook worker (Options.Redelivered).
+	redelivered func()
 }
 
 // New builds the handler.
@@ -87,7 +92,8 @@ func New(opts Options) (*Handler, error) {
 	if opts.DB == nil || opts.Repo == nil || opts.Resolver == nil {
 		return nil, errors.New("admin: Options.DB, Repo and Resolver are required")
 	}
-	h := &Handler{db: opts.DB, repo: opts.Repo, res: opts.Resolver, log: opts.Logger, sync: opts.Sync}
+	h := &Handler{db: opts.DB, repo: opts.Repo, res: opts.Resolver, log: opts.Logger, sync: opts.Sync,
+		redelivered: opts.Redelivered}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

@@ -75,6 +75,12 @@ func parseAPIPath(escaped string) (string, params, error) {
 	case "keys":
 		return routeKeys, params{}, nil
 	}
+	if route, p, ok, err := deliveryRoute(rest); ok {
+		if err != nil {
+			return "", params{}, fmt.Errorf("%w: delivery ID in path: %v", index.ErrInvalid, err)
+		}
+		return route, p, nil
+	}
 	if id, ok := strings.CutPrefix(rest, "keys/"); ok && id != "" && !strings.Contains(id, "/") {
 		id, err := url.PathUnescape(id)
 		if err != nil {

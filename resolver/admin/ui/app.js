@@ -124,12 +124,12 @@ function confirmAction(title, text, okLabel) {
 
 // ---- views ----
 
-const views = ["signin", "prompts", "prompt", "audit", "settings"];
+const views = ["signin", "prompts", "prompt", "audit", "deliveries", "settings"];
 
 function show(name) {
   for (const v of views) $("view-" + v).hidden = v !== name;
   $("top").hidden = name === "signin";
-  for (const [id, v] of [["nav-prompts", "prompts"], ["nav-audit", "audit"], ["nav-settings", "settings"]]) {
+  for (const [id, v] of [["nav-prompts", "prompts"], ["nav-audit", "audit"], ["nav-deliveries", "deliveries"], ["nav-settings", "settings"]]) {
     $(id).classList.toggle("active", v === name || (v === "prompts" && name === "prompt"));
   }
 }
@@ -157,6 +157,9 @@ async function route() {
     } else if (h === "/audit") {
       show("audit");
       await loadAudit(true);
+    } else if (h === "/deliveries") {
+      show("deliveries");
+      await loadDeliveries(true);
     } else if (h === "/settings") {
       show("settings");
       await loadSettings();
