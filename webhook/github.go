@@ -35,6 +35,7 @@ type PullRequest struct {
 	Merged         bool       `json:"merged"` // absent from list responses: see IsMerged
 	MergedAt       *time.Time `json:"merged_at"`
 	MergeCommitSHA string     `json:"merge_commit_sha"`
+	UpdatedAt      *time.Time `json:"updated_at"`
 	Labels         []Label    `json:"labels"`
 	Head           PRRef      `json:"head"`
 	Base           PRRef      `json:"base"`
@@ -370,6 +371,10 @@ func pullRequestOf(p *github.PullRequest) PullRequest {
 		t := p.MergedAt.Time
 		pr.MergedAt = &t
 	}
+	if p.UpdatedAt != nil {
+		t := p.UpdatedAt.Time
+		pr.UpdatedAt = &t
+	}
 	for _, l := range p.Labels {
 		pr.Labels = append(pr.Labels, Label{Name: l.GetName()})
 	}
@@ -398,28 +403,31 @@ func (c *Client) PullRequest(ctx context.Context, n int) (PullRequest, error) {
 	return pullRequestOf(pr), nil
 }
 
-// PullRequests lists pull requests into base in state (open, closed), most
-// recently updated first, at most pages×100.
-func (c *Client) PullRequests(ctx context.Context, state, base string, pages int) ([]PullRequest, error) {
+// PullRequestsSince lists pull requests into base in state, most recently
+// updated first, page by page until one reaches back before since (zero:
+// every page) or maxPages were read; complete is false when the pages ran
+// out first.
+func (c *Client) PullRequestsSince(ctx context.Context, state, base string, since time.Time, maxPages int) (prs []PullRequest, complete bool, err error) {
 	opts := &github.PullRequestListOptions{State: state, Base: base, Sort: "updated", Direction: "desc",
 		ListOptions: github.ListOptions{PerPage: 100, Page: 1}}
-	var all []PullRequest
-	for range pages {
-		prs, resp, err := c.listPRs(ctx, opts)
+	for range maxPages {
+		page, resp, err := c.listPRs(ctx, opts)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		for _, p := range prs {
-			all = append(all, pullRequestOf(p))
+		for _, p := range page {
+			pr := pullRequestOf(p)
+			if !since.IsZero() && pr.UpdatedAt != nil && pr.UpdatedAt.Before(since) {
+				return prs, true, nil
+			}
+			prs = append(prs, pr)
 		}
-		// GitHub's Link header names the next page; a short page is the
-		// last one even without it.
-		if resp.NextPage == 0 || len(prs) < opts.PerPage {
-			break
+		if resp.NextPage == 0 || len(page) < opts.PerPage {
+			return prs, true, nil
 		}
 		opts.Page = resp.NextPage
 	}
-	return all, nil
+	return prs, false, nil
 }
 
 func (c *Client) listPRs(ctx context.Context, opts *github.PullRequestListOptions) ([]*github.PullRequest, *github.Response, error) {

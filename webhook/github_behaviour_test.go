@@ -373,3 +373,69 @@ func TestRerequestedRunsAgain(t *testing.T) {
 }
 
 func isValidUTF8(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
+
+// TestReconcileFetchesFirstAndPagesToWatermark: with the API down,
+// reconcile still fetches and indexes; with it up, it pages closed pull
+// requests back past the first 100 to find an unhandled merge, and the next
+// reconcile lists only back to its watermark.
+func TestReconcileFetchesFirstAndPagesToWatermark(t *testing.T) {
+	e := newEnv(t, modeApp)
+	e.branch("f", map[string]string{"prompts/greet.yaml": gittest.Prompt("Missed")})
+	pr := e.openPR("f", false)
+	mc := e.merge(pr.Number, "merge")
+	e.gh.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/pulls") {
+			writeJSON(w, http.StatusBadGateway, map[string]string{"message": "Server Error"})
+			return true
+		}
+		return false
+	}
+	if err := e.w.Reconcile(e.ctx); err != nil {
+		t.Fatalf("reconcile with the API down: %v", err)
+	}
+	var indexed bool
+	e.db.View(e.ctx, func(tx *index.Tx) (err error) { _, indexed, err = tx.CommitSeq(e.ctx, mc); return err })
+	if !indexed {
+		t.Fatal("reconcile did not index the merge commit while the API was down")
+	}
+	if st := mergeState(t, e, mc); st != "" {
+		t.Fatalf("merge applied without the API: %s", st)
+	}
+	// 120 closed pull requests updated after the merge push it to page 2.
+	for n := 100; n < 220; n++ {
+		e.gh.setPR(PullRequest{Number: n, State: "closed", Title: "other", Head: PRRef{Ref: "x", SHA: mc},
+			Base: PRRef{Ref: "main", SHA: mc}})
+	}
+	e.gh.fault = nil
+	if err := e.w.Reconcile(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := mergeState(t, e, mc); st != "applied" {
+		t.Errorf("merge on page 2: state %q, want applied", st)
+	}
+	if got := e.liveContent("greet"); !strings.Contains(got, "Missed") {
+		t.Errorf("live greet = %q", got)
+	}
+	// The next reconcile lists back to the watermark only: one page.
+	e.gh.setPR(PullRequest{Number: 300, State: "closed", Title: "new", Head: PRRef{Ref: "x", SHA: mc}, Base: PRRef{Ref: "main", SHA: mc}})
+	pages := func() int {
+		e.gh.mu.Lock()
+		defer e.gh.mu.Unlock()
+		n := 0
+		for _, c := range e.gh.calls {
+			if strings.HasSuffix(c, "/pulls") && strings.HasPrefix(c, "GET") {
+				n++
+			}
+		}
+		return n
+	}
+	before := pages()
+	e.clock.Advance(time.Hour)
+	if err := e.w.Reconcile(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	// One page of closed (stops at the watermark) and one of open.
+	if n := pages() - before; n != 2 {
+		t.Errorf("second reconcile listed %d pages, want 2 (closed back to the watermark, open)", n)
+	}
+}

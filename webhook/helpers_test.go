@@ -561,7 +561,7 @@ func (f *fakeGitHub) setPR(pr PullRequest) {
 	f.mu.Lock()
 	f.prs[pr.Number] = &pr
 	f.tick++ // distinct update times, in the order of updates
-	f.updated[pr.Number] = now.Add(time.Duration(f.tick) * time.Second)
+	f.updated[pr.Number] = now.Add(time.Duration(f.tick) * time.Minute)
 	f.mu.Unlock()
 }
 

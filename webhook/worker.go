@@ -749,37 +749,64 @@ func (w *Worker) isAncestor(a, b string) bool {
 	return err == nil && ok
 }
 
-// Reconcile heals what deliveries missed: it fetches and indexes, then (with
-// the API) applies merged pull requests whose merge commit was never
-// handled, oldest merge first, and refreshes open pull requests' drafts,
-// ending those of pull requests that are no longer open.
+// reconcileMark is the meta key of the reconcile's watermark: the update
+// time closed pull requests are listed back to.
+const reconcileMark = "webhook.reconcile_watermark"
+
+// reconcilePages bounds one reconcile's listing of closed pull requests
+// (100 each) when it has no watermark yet or fell far behind.
+const reconcilePages = 50
+
+// Reconcile heals what deliveries missed. It fetches and indexes first, so
+// pushes are healed whatever the API does; the API is best effort: it
+// applies merged pull requests whose merge commit was never handled
+// (closed pull requests paged by update time back to the last watermark),
+// oldest merge first, and refreshes open pull requests' drafts, ending
+// those of pull requests that are no longer open.
 func (w *Worker) Reconcile(ctx context.Context) error {
 	start := time.Now()
-	var closed, open []PullRequest
-	if w.gh != nil {
-		var err error
-		if closed, err = w.gh.PullRequests(ctx, "closed", w.cfg.Branch, 1); err != nil {
-			return fmt.Errorf("reconcile: %w", err)
-		}
-		if open, err = w.gh.PullRequests(ctx, "open", w.cfg.Branch, 3); err != nil {
-			return fmt.Errorf("reconcile: %w", err)
-		}
-	}
-	applied := 0
 	err := w.locked(ctx, func() error {
 		if err := w.fetch(ctx); err != nil {
-			return fmt.Errorf("reconcile: %w", err)
+			return err
 		}
-		if _, err := w.db.Sync(ctx, w.repo, w.cfg); err != nil {
-			return fmt.Errorf("reconcile: %w", err)
+		_, err := w.db.Sync(ctx, w.repo, w.cfg)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	if w.gh == nil {
+		return nil
+	}
+	var mark time.Time
+	err = w.db.View(ctx, func(tx *index.Tx) error {
+		v, err := tx.Meta(ctx, reconcileMark)
+		if err == nil && v != "" {
+			mark, err = time.Parse(time.RFC3339, v)
 		}
-		if w.gh == nil {
-			return nil
-		}
-		todo, err := w.unhandledMerges(ctx, closed)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("reconcile: watermark: %w", err)
+	}
+	closed, complete, err := w.gh.PullRequestsSince(ctx, "closed", w.cfg.Branch, mark, reconcilePages)
+	if err != nil {
+		w.log.Warn("reconcile: listing closed pull requests failed; the next reconcile retries", logErr, err)
+		return nil
+	}
+	open, _, err := w.gh.PullRequestsSince(ctx, "open", w.cfg.Branch, time.Time{}, 3)
+	if err != nil {
+		w.log.Warn("reconcile: listing open pull requests failed; the next reconcile retries", logErr, err)
+		open = nil
+	}
+	applied := 0
+	var behind []PullRequest // merges not yet applicable: the watermark stays before them
+	err = w.locked(ctx, func() error {
+		todo, later, err := w.unhandledMerges(ctx, closed)
 		if err != nil {
 			return err
 		}
+		behind = later
 		var specs []string
 		for _, pr := range todo {
 			if !w.has(pr.Head.SHA) {
@@ -798,6 +825,7 @@ func (w *Worker) Reconcile(ctx context.Context) error {
 			m, err := w.mergeOf(ctx, pr, "")
 			if err != nil {
 				w.log.Warn("reconcile: merge skipped", logPR, pr.Number, logErr, err)
+				behind = append(behind, pr)
 				continue
 			}
 			m.Actor = "reconcile:" + w.actor(pr.Number)
@@ -819,24 +847,61 @@ func (w *Worker) Reconcile(ctx context.Context) error {
 			}
 			w.logMerge("", pr.Number, m.SHA, out)
 		}
+		if open == nil {
+			return nil
+		}
 		return w.reconcileOpen(ctx, open)
 	})
 	if err != nil {
 		return err
 	}
-	w.log.Debug("reconciled", "merges_applied", applied, "seconds", time.Since(start).Seconds())
+	if complete {
+		if next := nextWatermark(mark, closed, behind); !next.Equal(mark) {
+			err := w.db.Update(ctx, func(tx *index.Tx) error { return tx.SetMeta(ctx, reconcileMark, next.Format(time.RFC3339)) })
+			if err != nil {
+				return fmt.Errorf("reconcile: watermark: %w", err)
+			}
+		}
+	}
+	w.log.Debug("reconciled", "merges_applied", applied, "closed_listed", len(closed), "seconds", time.Since(start).Seconds())
 	return nil
 }
 
+// reconcileSlack keeps the watermark a little behind the newest update
+// seen: GitHub's lists are eventually consistent.
+const reconcileSlack = 10 * time.Minute
+
+// nextWatermark is the update time the next reconcile lists back to: just
+// before the oldest merge that could not be applied yet, else the newest
+// update seen less reconcileSlack; never earlier than mark.
+func nextWatermark(mark time.Time, listed, behind []PullRequest) time.Time {
+	next := mark
+	for _, pr := range listed {
+		if pr.UpdatedAt != nil && pr.UpdatedAt.Add(-reconcileSlack).After(next) {
+			next = pr.UpdatedAt.Add(-reconcileSlack)
+		}
+	}
+	for _, pr := range behind {
+		if pr.UpdatedAt != nil && pr.UpdatedAt.Add(-time.Second).Before(next) {
+			next = pr.UpdatedAt.Add(-time.Second)
+		}
+	}
+	if next.Before(mark) {
+		return mark
+	}
+	return next.UTC().Truncate(time.Second)
+}
+
 // unhandledMerges returns merged pull requests whose merge commit is on the
-// tracked branch and not yet recorded, in branch order.
-func (w *Worker) unhandledMerges(ctx context.Context, closed []PullRequest) ([]PullRequest, error) {
+// tracked branch and not yet recorded, in branch order, and (later) those
+// whose merge commit is not indexed yet.
+func (w *Worker) unhandledMerges(ctx context.Context, closed []PullRequest) (todo, later []PullRequest, err error) {
 	type cand struct {
 		pr  PullRequest
 		seq int64
 	}
 	var cs []cand
-	err := w.db.View(ctx, func(tx *index.Tx) error {
+	err = w.db.View(ctx, func(tx *index.Tx) error {
 		for _, pr := range closed {
 			if !pr.IsMerged() || pr.MergeCommitSHA == "" {
 				continue
@@ -853,19 +918,21 @@ func (w *Worker) unhandledMerges(ctx context.Context, closed []PullRequest) ([]P
 			}
 			if ok {
 				cs = append(cs, cand{pr, seq})
+			} else {
+				later = append(later, pr)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reconcile: %w", err)
+		return nil, nil, fmt.Errorf("reconcile: %w", err)
 	}
 	sort.Slice(cs, func(i, j int) bool { return cs[i].seq < cs[j].seq })
-	out := make([]PullRequest, len(cs))
+	todo = make([]PullRequest, len(cs))
 	for i, c := range cs {
-		out[i] = c.pr
+		todo[i] = c.pr
 	}
-	return out, nil
+	return todo, later, nil
 }
 
 // reconcileOpen refreshes the drafts of open pull requests and their
