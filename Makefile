@@ -59,6 +59,13 @@ bench: build
 	$(GO) run ./cmd/pvbench index -bin $(BIN)
 	$(GO) run ./cmd/pvbench http -bin $(BIN)
 
+# bench-sdk: each SDK against a real serve: a cached get (ns/op beside a
+# lock-guarded map read in the same language) and promote -> new version in
+# get, p50/p99 over 100 promotions beside a bare SSE subscriber.
+bench-sdk:
+	cd sdk/go && $(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench BenchmarkSDK -benchtime 100x ./sdk/conformance/
+
 demo: build
 	$(BIN) demo
 

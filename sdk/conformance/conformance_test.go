@@ -136,21 +136,14 @@ func TestConformance(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("git CLI not installed")
 	}
-	b, err := os.ReadFile("scenarios.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s suite
-	if err := json.Unmarshal(b, &s); err != nil {
-		t.Fatalf("scenarios.json: %v", err)
-	}
+	s := loadSuite(t)
 	langs := languages(t)
 	if len(langs) == 0 {
 		t.Fatal("no SDK to test")
 	}
 	for _, sc := range s.Scenarios {
 		t.Run(sc.Name, func(t *testing.T) {
-			env := newEnv(t, &s)
+			env := newEnv(t, s)
 			var drivers []*driver
 			for _, l := range langs {
 				drivers = append(drivers, l.start(t))
@@ -162,6 +155,18 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+func loadSuite(t testing.TB) *suite {
+	b, err := os.ReadFile("scenarios.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s suite
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("scenarios.json: %v", err)
+	}
+	return &s
+}
+
 // language is one SDK's driver command.
 type language struct {
 	name string
@@ -171,7 +176,7 @@ type language struct {
 
 // languages builds or locates each SDK's driver. A missing runtime skips
 // that language with a message; a broken build fails the test.
-func languages(t *testing.T) []language {
+func languages(t testing.TB) []language {
 	want := map[string]bool{"go": true, "python": true, "typescript": true}
 	if v := os.Getenv("PV_SDK_LANGS"); v != "" {
 		want = map[string]bool{}
@@ -232,7 +237,7 @@ type driver struct {
 	errs  strings.Builder
 }
 
-func (l language) start(t *testing.T) *driver {
+func (l language) start(t testing.TB) *driver {
 	t.Helper()
 	d := &driver{lang: l.name, cmd: exec.Command(l.argv[0], l.argv[1:]...), lines: make(chan []byte, 1)}
 	d.cmd.Env = append(os.Environ(), l.env...)
@@ -288,7 +293,7 @@ func (d *driver) stderr() string {
 }
 
 // call sends one request and waits for its answer.
-func (d *driver) call(t *testing.T, req map[string]any) answer {
+func (d *driver) call(t testing.TB, req map[string]any) answer {
 	t.Helper()
 	b, _ := json.Marshal(req)
 	if _, err := d.in.Write(append(b, '\n')); err != nil {
@@ -325,7 +330,7 @@ type env struct {
 	opened map[string]string
 }
 
-func newEnv(t *testing.T, s *suite) *env {
+func newEnv(t testing.TB, s *suite) *env {
 	t.Helper()
 	e := &env{dir: t.TempDir(), git: gittest.New(t), keys: map[string]string{}, opened: map[string]string{}}
 	e.data = filepath.Join(e.dir, "data")
@@ -357,7 +362,7 @@ func newEnv(t *testing.T, s *suite) *env {
 	for _, args := range s.Setup.AfterSync {
 		e.pv(t, args...)
 	}
-	for _, kind := range []string{"live", "test"} {
+	for _, kind := range []string{"live", "test", "admin"} {
 		var k struct{ Key string }
 		if err := json.Unmarshal([]byte(e.pv(t, "keys", "create", "--env", kind, "--json")), &k); err != nil {
 			t.Fatal(err)
@@ -371,7 +376,7 @@ func newEnv(t *testing.T, s *suite) *env {
 	return e
 }
 
-func (e *env) pv(t *testing.T, args ...string) string {
+func (e *env) pv(t testing.TB, args ...string) string {
 	t.Helper()
 	return pvtest.Run(t, append(args, "--data", e.data)...)
 }

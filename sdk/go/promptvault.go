@@ -295,9 +295,8 @@ func (c *Client) Connected() bool { return c.connected.Load() }
 // it changed, or (stream down) at most every revalidate interval. Without
 // a cached copy Get asks the server.
 func (c *Client) Get(ctx context.Context, key string) (*Prompt, error) {
-	if err := checkKey(key); err != nil {
-		return nil, err
-	}
+	// A cached key was checked when it was first fetched; the check (a
+	// regular expression) would otherwise be most of a cached Get's cost.
 	c.mu.Lock()
 	e := c.cache[key]
 	if e != nil {
@@ -312,6 +311,9 @@ func (c *Client) Get(ctx context.Context, key string) (*Prompt, error) {
 		return p, nil
 	}
 	c.mu.Unlock()
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
 	p, raw, err := c.fetch(ctx, key, "")
 	if err != nil {
 		return nil, err
@@ -643,7 +645,8 @@ func (c *Client) loadSnapshot() error {
 	defer c.mu.Unlock()
 	for key, raw := range sf.Prompts {
 		var p Prompt
-		if err := json.Unmarshal(raw, &p); err != nil {
+		// Only valid keys enter the cache: Get trusts cached keys.
+		if err := json.Unmarshal(raw, &p); err != nil || checkKey(key) != nil || p.Key != key {
 			continue
 		}
 		p.ETag = sf.ETags[key]

@@ -306,13 +306,15 @@ export class PromptVault {
    * server.
    */
   async get(key: string): Promise<Prompt> {
-    checkKey(key);
+    // A cached key was checked when it was first fetched; the check (a
+    // regular expression) would otherwise be most of a cached get's cost.
     const e = this.cache.get(key);
     if (e) {
       const need = e.stale || (!this.isConnected && performance.now() - e.checked >= this.revalidateMs);
       if (need && !e.inflight) this.refreshInBackground(key, e);
       return e.prompt;
     }
+    checkKey(key);
     const [p, raw] = await this.fetchPrompt(key, "");
     this.store(key, p, raw);
     return p;
@@ -592,10 +594,12 @@ export class PromptVault {
     for (const [key, raw] of Object.entries(sf.prompts)) {
       let p: Prompt;
       try {
+        checkKey(key); // only valid keys enter the cache: get trusts cached keys
         p = toPrompt(raw, String(etags[key] ?? ""));
       } catch {
         continue;
       }
+      if (p.key !== key) continue;
       // Stale: served at once, revalidated on first use.
       this.cache.set(key, { prompt: p, raw, stale: true, checked: 0, inflight: false });
     }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	promptvault "github.com/promptvault/promptvault/sdk/go"
@@ -28,6 +29,8 @@ type request struct {
 	BackoffMS    []int          `json:"backoff_ms"`
 	Key          string         `json:"key"`
 	Variables    map[string]any `json:"variables"`
+	N            int            `json:"n"`
+	Version      string         `json:"version"`
 }
 
 type answer struct {
@@ -113,6 +116,39 @@ func do(clients map[string]*promptvault.Client, req request) (any, error) {
 		return c.Render(ctx, req.Key, req.Variables)
 	case "connected":
 		return map[string]any{"connected": c.Connected()}, nil
+	case "bench_get":
+		// n cached reads, and n reads of a mutex-guarded map (the least a
+		// thread-safe cache can cost) as the baseline.
+		if _, err := c.Get(ctx, req.Key); err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		for range req.N {
+			c.Get(ctx, req.Key)
+		}
+		sdk := time.Since(start)
+		var mu sync.Mutex
+		m := map[string]*promptvault.Prompt{req.Key: {}}
+		start = time.Now()
+		for range req.N {
+			mu.Lock()
+			_ = m[req.Key]
+			mu.Unlock()
+		}
+		base := time.Since(start)
+		return map[string]any{"sdk_ns": float64(sdk.Nanoseconds()) / float64(req.N), "baseline_ns": float64(base.Nanoseconds()) / float64(req.N)}, nil
+	case "wait_version":
+		// What an application sees: Get, until the new version is served.
+		for {
+			p, err := c.Get(ctx, req.Key)
+			if err == nil && p.Version == req.Version {
+				return map[string]any{}, nil
+			}
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%s never served %s", req.Key, req.Version)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
 	case "close":
 		delete(clients, req.Client)
 		return map[string]any{}, c.Close()

@@ -5,6 +5,8 @@ as sdk/conformance's harness speaks to every SDK's driver."""
 import dataclasses
 import json
 import sys
+import threading
+import time
 from typing import Any, Dict
 
 import promptvault
@@ -42,6 +44,33 @@ def do(clients: Dict[str, promptvault.Client], req: Dict[str, Any]) -> Any:
         return dataclasses.asdict(c.render(req["key"], req.get("variables") or {}))
     if op == "connected":
         return {"connected": c.connected}
+    if op == "bench_get":
+        # n cached reads, and n reads of a lock-guarded dict (the least a
+        # thread-safe cache can cost) as the baseline.
+        key, n = req["key"], req["n"]
+        c.get(key)
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            c.get(key)
+        sdk = time.perf_counter_ns() - start
+        lock, d = threading.Lock(), {key: object()}
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            with lock:
+                d.get(key)
+        base = time.perf_counter_ns() - start
+        return {"sdk_ns": sdk / n, "baseline_ns": base / n}
+    if op == "wait_version":
+        # What an application sees: get, until the new version is served.
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            try:
+                if c.get(req["key"]).version == req["version"]:
+                    return {}
+            except promptvault.PromptVaultError:
+                pass
+            time.sleep(0.0001)
+        raise ValueError(f"{req['key']} never served {req['version']}")
     if op == "close":
         clients.pop(req["client"]).close()
         return {}

@@ -31,6 +31,32 @@ async function run(req) {
       return await c.render(req.key, req.variables ?? {});
     case "connected":
       return { connected: c.connected };
+    case "bench_get": {
+      // n cached reads, and n reads of a Map (the least a cache can cost) as
+      // the baseline.
+      await c.get(req.key);
+      let start = process.hrtime.bigint();
+      for (let i = 0; i < req.n; i++) await c.get(req.key);
+      const sdk = Number(process.hrtime.bigint() - start);
+      const m = new Map([[req.key, {}]]);
+      start = process.hrtime.bigint();
+      for (let i = 0; i < req.n; i++) await m.get(req.key); // awaited, as get is
+      const base = Number(process.hrtime.bigint() - start);
+      return { sdk_ns: sdk / req.n, baseline_ns: base / req.n };
+    }
+    case "wait_version": {
+      // What an application sees: get, until the new version is served.
+      const end = Date.now() + 30_000;
+      while (Date.now() < end) {
+        try {
+          if ((await c.get(req.key)).version === req.version) return {};
+        } catch (e) {
+          if (!(e instanceof PromptVaultError)) throw e;
+        }
+        await new Promise((r) => setImmediate(r));
+      }
+      throw new Error(`${req.key} never served ${req.version}`);
+    }
     case "close":
       clients.delete(req.client);
       await c.close();

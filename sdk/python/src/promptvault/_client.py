@@ -130,7 +130,8 @@ class Client:
         the background when an event says it changed, or, while the stream
         is down, at most every ``revalidate_every`` seconds. Without a cached
         copy ``get`` asks the server."""
-        check_key(key)
+        # A cached key was checked when it was first fetched; the check (a
+        # regular expression) would otherwise be most of a cached get's cost.
         with self._lock:
             e = self._cache.get(key)
             if e is not None:
@@ -138,6 +139,7 @@ class Client:
                 if need and not e.inflight:
                     self._refresh_in_background(key, e)
                 return e.prompt
+        check_key(key)
         p, raw = self._fetch(key, "")
         self._store(key, p, raw)
         return p
@@ -422,8 +424,11 @@ class Client:
         with self._lock:
             for key, raw in sf["prompts"].items():
                 try:
+                    check_key(key)  # only valid keys enter the cache: get trusts cached keys
                     p = Prompt.from_json(raw, str(etags.get(key) or ""))
-                except ValueError:
+                    if p.key != key:
+                        continue
+                except (ValueError, PromptVaultError):
                     continue
                 # Stale: served at once, revalidated on first use.
                 self._cache[key] = _Entry(p, raw, stale=True)
