@@ -81,6 +81,10 @@ func procStat(tb testing.TB, pid int) []string {
 }
 
 func TestPoolRenders(t *testing.T) {
+	// The test may itself run niced (make test under nice, a CI runner):
+	// what must hold is that starting workers leaves the server's own
+	// priority where it was.
+	startNice := procStat(t, os.Getpid())[16]
 	pool, exits := newTestPool(t, PoolOptions{Size: 2})
 	p := mustParse(t, `template: "{{ greeting }}, {{ name|upper }}! {{ n }}"
 system: "sys {{ n + n }}"
@@ -92,7 +96,7 @@ input_schema:
   required: [n]
 `)
 	for i := range 5 {
-		r, err := p.Render(context.Background(), map[string]any{"name": "ada", "n": i}, Limits{Pool: pool})
+		r, err := p.Render(context.Background(), map[string]any{"name": "ada", "n": i}, relaxed(pool))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +105,7 @@ input_schema:
 			t.Fatalf("got %+v, want %+v", r.Messages, want)
 		}
 	}
-	_, err := p.Render(context.Background(), map[string]any{"n": "x"}, Limits{Pool: pool})
+	_, err := p.Render(context.Background(), map[string]any{"n": "x"}, relaxed(pool))
 	var ve *VariablesError
 	if !errors.As(err, &ve) || ve.List[0].Path != "/n" {
 		t.Fatalf("err = %v, want a variables error at /n", err)
@@ -115,8 +119,11 @@ input_schema:
 	}
 	for _, pid := range pids {
 		// Field 19 of stat is nice.
-		if nice := procStat(t, pid)[16]; nice != strconv.Itoa(workerNice) {
-			t.Errorf("worker %d runs at nice %s, want %d", pid, nice, workerNice)
+		// An unprivileged process cannot lower its nice: a server already
+		// niced past workerNice keeps its workers at its own level.
+		want := max(workerNice, atoi(t, startNice))
+		if nice := procStat(t, pid)[16]; nice != strconv.Itoa(want) {
+			t.Errorf("worker %d runs at nice %s, want %d", pid, nice, want)
 		}
 		lim, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/limits")
 		if err != nil {
@@ -126,8 +133,8 @@ input_schema:
 			t.Errorf("worker %d has no address-space limit:\n%s", pid, lim)
 		}
 	}
-	if nice := procStat(t, os.Getpid())[16]; nice != "0" {
-		t.Errorf("the server's own nice changed to %s", nice)
+	if nice := procStat(t, os.Getpid())[16]; nice != startNice {
+		t.Errorf("the server's own nice changed from %s to %s", startNice, nice)
 	}
 }
 
@@ -165,7 +172,7 @@ func TestPoolBounds(t *testing.T) {
 			if got := strings.TrimPrefix(strings.TrimPrefix(exits.String(), before), ","); got != tt.exit {
 				t.Errorf("worker exits %q, want %q", got, tt.exit)
 			}
-			r, err := ok.Render(context.Background(), map[string]any{"x": 1}, Limits{Pool: pool})
+			r, err := ok.Render(context.Background(), map[string]any{"x": 1}, relaxed(pool))
 			if err != nil || r.Messages[0].Content != "ok 1" {
 				t.Fatalf("next render: %v, %v", r, err)
 			}
@@ -181,3 +188,17 @@ func seq(n int) []any {
 	}
 	return l
 }
+
+func atoi(t testing.TB, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// relaxed are limits for renders that test something other than the time
+// bound: a worker's first render includes its start, which on a busy
+// machine can take longer than the 100 ms default.
+func relaxed(pool *Pool) Limits { return Limits{Pool: pool, Timeout: 30 * time.Second} }
