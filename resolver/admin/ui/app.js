@@ -124,12 +124,12 @@ function confirmAction(title, text, okLabel) {
 
 // ---- views ----
 
-const views = ["signin", "prompts", "prompt", "audit", "deliveries", "settings"];
+const views = ["signin", "prompts", "prompt", "audit", "deliveries", "settings", "webhooks"];
 
 function show(name) {
   for (const v of views) $("view-" + v).hidden = v !== name;
   $("top").hidden = name === "signin";
-  for (const [id, v] of [["nav-prompts", "prompts"], ["nav-audit", "audit"], ["nav-deliveries", "deliveries"], ["nav-settings", "settings"]]) {
+  for (const [id, v] of [["nav-prompts", "prompts"], ["nav-audit", "audit"], ["nav-deliveries", "deliveries"], ["nav-settings", "settings"], ["nav-webhooks", "webhooks"]]) {
     $(id).classList.toggle("active", v === name || (v === "prompts" && name === "prompt"));
   }
 }
@@ -153,7 +153,14 @@ async function route() {
   const h = decodeURIComponent(location.hash.replace(/^#/, "")) || "/";
   try {
     if (h.startsWith("/p/")) {
-      await openPrompt(h.slice(3));
+      // #/p/KEY?diff=FROM..TO (the link in Slack messages) opens that diff.
+      const [key, query] = h.slice(3).split("?");
+      await openPrompt(key);
+      const m = /^diff=(.+?)\.\.(.+)$/.exec(query || "");
+      if (m) await showDiff(m[1], m[2]);
+    } else if (h === "/webhooks") {
+      show("webhooks");
+      await loadWebhooks(); // webhooks.js
     } else if (h === "/audit") {
       show("audit");
       await loadAudit(true);

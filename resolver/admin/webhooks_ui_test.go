@@ -1,0 +1,93 @@
+package admin
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/promptvault/promptvault/index"
+)
+
+// TestWebhooksPageInChromium drives the dashboard's Webhooks page: add an
+// endpoint (the secret is shown once), ping it, open its delivery log,
+// remove it; and the Slack messages' diff link opens that diff.
+func TestWebhooksPageInChromium(t *testing.T) {
+	exe := chromium()
+	if exe == "" {
+		t.Skip("no Chromium found: install Debian's chromium (apt-get install -y chromium; .ci/run does this as root)")
+	}
+	e := newTestEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.WindowSize(1440, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	var mu sync.Mutex
+	var jsErrors []string
+	if err := chromedp.Listen(bctx, func(ev any) {
+		if ev, ok := ev.(*runtime.EventExceptionThrown); ok {
+			mu.Lock()
+			jsErrors = append(jsErrors, ev.ExceptionDetails.Text+" "+describeException(ev.ExceptionDetails))
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatalf("start Chromium (%s): %v", exe, err)
+	}
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(bctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	waitJS := func(what, expr string) {
+		t.Helper()
+		if _, err := chromedp.Run(bctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+			text, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('main').innerText`))
+			t.Fatalf("%s: waiting for %s: %v\npage shows:\n%s", what, expr, err, text)
+		}
+	}
+
+	do("open the dashboard", chromedp.Navigate(e.srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin-key")))
+	do("sign in", chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["admin"]), chromedp.Click(chromedp.CSS("#signin-submit")))
+	waitJS("prompt list", `document.querySelector('#prompt-list tr') !== null`)
+	do("webhooks", chromedp.Click(chromedp.CSS("#nav-webhooks")))
+	waitJS("event choices", `document.querySelectorAll('#wh-events input').length === 5`)
+	do("fill the form", chromedp.SendKeys(chromedp.CSS("#wh-url"), "https://hooks.example.com/pv"),
+		chromedp.SendKeys(chromedp.CSS("#wh-description"), "deploy pipeline"),
+		chromedp.Click(chromedp.CSS(`#wh-events input[value="prompt.promoted"]`)),
+		chromedp.Click(chromedp.CSS("#wh-add")))
+	waitJS("secret shown", `document.querySelector('#wh-secret-value').textContent.startsWith('whsec_')`)
+	hooks := e.hooks(t)
+	if len(hooks) != 1 || hooks[0].URL != "https://hooks.example.com/pv" || strings.Join(hooks[0].Events, ",") != index.EventPromoted ||
+		hooks[0].Description != "deploy pipeline" {
+		t.Fatalf("index holds %+v", hooks)
+	}
+	id := hooks[0].ID
+	waitJS("row listed", `document.querySelector('#wh-list tr[data-webhook="`+id+`"]') !== null`)
+	do("test", chromedp.Click(chromedp.CSS(`#wh-list tr[data-webhook="`+id+`"] button`)))
+	waitJS("ping in the log", `[...document.querySelectorAll('#wh-deliveries tr')].some(r => r.innerText.includes('ping'))`)
+	do("remove", chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll('#wh-list tr button')].find(b => b.textContent === 'Remove').click()`))
+	waitJS("confirm dialog", `document.querySelector('#confirm-dialog').open`)
+	do("confirm", chromedp.Click(chromedp.CSS("#confirm-ok")))
+	waitJS("row gone", `document.querySelector('#wh-list tr') === null && !document.querySelector('#wh-empty').hidden`)
+	if n := len(e.hooks(t)); n != 0 {
+		t.Errorf("%d endpoints left after Remove", n)
+	}
+
+	// The link a Slack message carries opens the diff of the change.
+	do("diff link", chromedp.Navigate(e.srv.URL+"/ui/#/p/support/summarize?diff=v1..v2"))
+	waitJS("diff shown", `document.querySelector('#diff-summary').textContent.startsWith('v1 → v2')`)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(jsErrors) > 0 {
+		t.Errorf("script errors in the page:\n%s", strings.Join(jsErrors, "\n"))
+	}
+}
