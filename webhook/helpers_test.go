@@ -599,6 +599,9 @@ type env struct {
 	nextN int
 	seq   int
 	clock *fakeClock
+	// noPush: merge leaves the result in the working repository (a test
+	// pushes many refs at once).
+	noPush bool
 }
 
 // fakeClock is the worker's and the fake GitHub's clock: retries and
@@ -642,7 +645,25 @@ func newEnv(t testing.TB, mode envMode) *env {
 	e.work.Write("README.md", "prompts\n")
 	e.work.Commit("initial prompts")
 	e.pushMain()
+	e.start(mode)
+	e.nextN = 1
+	return e
+}
 
+// fork is a second promptvault instance (its own index and mirror) on the
+// same repository, fake GitHub and clock; it reconciles at once.
+func (e *env) fork(mode envMode) *env {
+	e.t.Helper()
+	f := *e
+	f.start(mode)
+	return &f
+}
+
+// start opens a fresh index, mirror, worker and receiver and reconciles
+// (the first sync bootstraps live pointers).
+func (e *env) start(mode envMode) {
+	t, ctx := e.t, e.ctx
+	t.Helper()
 	var err error
 	dir := t.TempDir()
 	if e.db, err = index.Open(ctx, filepath.Join(dir, "index.db")); err != nil {
@@ -699,8 +720,6 @@ func newEnv(t testing.TB, mode envMode) *env {
 	if err := e.w.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.nextN = 1
-	return e
 }
 
 func (e *env) pushMain() {
@@ -770,7 +789,9 @@ func (e *env) merge(n int, method string) string {
 		e.t.Fatalf("merge method %q", method)
 	}
 	mc := e.work.Head()
-	e.pushMain()
+	if !e.noPush {
+		e.pushMain()
+	}
 	now := time.Now().UTC().Truncate(time.Second)
 	pr.State, pr.Merged, pr.MergedAt, pr.MergeCommitSHA = "closed", true, &now, mc
 	e.gh.setPR(pr)
