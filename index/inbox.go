@@ -134,7 +134,13 @@ func (db *DB) ClaimDelivery(ctx context.Context, now time.Time) (d Delivery, ok 
 		if err != nil {
 			return err
 		}
-		if _, err := tx.exec(ctx, "UPDATE deliveries SET state = 'processing', attempts = attempts + 1 WHERE seq = ?", seq); err != nil {
+		// The state guard: another instance (PostgreSQL) may have taken it.
+		r, err := tx.exec(ctx, "UPDATE deliveries SET state = 'processing', attempts = attempts + 1 WHERE seq = ? AND state = 'pending'", seq)
+		if err != nil {
+			return err
+		}
+		if n, err := r.RowsAffected(); err != nil || n == 0 {
+			wait = time.Millisecond
 			return err
 		}
 		d, err = scanDelivery(tx.queryRow(ctx, "SELECT "+deliveryCols+" FROM deliveries WHERE seq = ?", seq))
