@@ -77,7 +77,10 @@ func TestInboxOrderPerSubject(t *testing.T) {
 		t.Fatalf("after a1 failed: %q, want a2", g)
 	}
 	var list []index.Delivery
-	db.View(ctx, func(tx *index.Tx) (err error) { list, err = tx.Deliveries(ctx, index.DeliveryFailed, 0, 10); return err })
+	db.View(ctx, func(tx *index.Tx) (err error) {
+		list, err = tx.Deliveries(ctx, index.DeliveryFailed, 0, 10)
+		return err
+	})
 	if len(list) != 1 || list[0].GUID != "a1" || list[0].LastError == "" || list[0].Body != nil {
 		t.Fatalf("failed list = %+v", list)
 	}
