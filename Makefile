@@ -3,7 +3,7 @@ GO       ?= go
 BIN      ?= bin/promptvault
 PKGS     := ./...
 
-.PHONY: all build test vet fmt-check sdk-test sdk-go-test sdk-python-test sdk-typescript-test bench bench-index bench-sdk demo clean
+.PHONY: all build test vet fmt-check sdk-test sdk-go-test sdk-python-test sdk-typescript-test bench bench-index bench-sdk demo clean vendor-editor
 
 all: build
 
@@ -65,6 +65,13 @@ bench: build
 bench-sdk:
 	cd sdk/go && $(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) test -run '^$$' -bench BenchmarkSDK -benchtime 100x ./sdk/conformance/
+
+# vendor-editor rebuilds the dashboard's editor (CodeMirror 6 + YAML) from the
+# pinned package-lock.json into resolver/admin/ui/vendor/editor.js, with the
+# bundled packages' licences beside it. The result is committed, so go build
+# needs no npm.
+vendor-editor:
+	cd resolver/admin/editor && npm ci --no-audit --no-fund && npm run build
 
 demo: build
 	$(BIN) demo
