@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -192,6 +194,14 @@ func (r *Repo) Push(ctx context.Context, sha, branch string) error {
 	h, err := parseSHA(sha)
 	if err != nil {
 		return err
+	}
+	// git's receive.denyCurrentBranch, which go-git's in-process local
+	// transport does not apply: updating the branch a working copy has
+	// checked out would leave its files behind its branch.
+	if head, err := os.ReadFile(filepath.Join(r.url, ".git", "HEAD")); err == nil &&
+		strings.TrimSpace(string(head)) == "ref: refs/heads/"+branch {
+		return fmt.Errorf("push %s: %w: %s has %s checked out; git refuses to push to a checked-out branch "+
+			"(serve from a bare repository, or merge in that working copy)", branch, ErrRejected, r.url, branch)
 	}
 	var auth transport.AuthMethod
 	if r.opts.Auth != nil {

@@ -67,3 +67,28 @@ func TestWriteCommitAndPush(t *testing.T) {
 		t.Fatal("a temporary ref leaked to the remote")
 	}
 }
+
+func TestPushRefusesCheckedOutBranch(t *testing.T) {
+	ctx := context.Background()
+	w := newWorkRepo(t)
+	base := w.commit("first", map[string]string{"prompts/a.yaml": "template: a\n"})
+	m := openMirror(t, w.dir)
+	if err := m.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sha, err := m.WriteCommit(NewCommit{Base: base, Parents: []string{base}, Message: "x", Name: "a", Email: "a@b", When: time.Now(),
+		Changes: []FileChange{{Path: "prompts/a.yaml", Content: []byte("template: z\n")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	branch := w.git("branch", "--show-current")
+	if err := m.Push(ctx, sha, branch); !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "checked out") {
+		t.Fatalf("push to the checked-out branch: %v", err)
+	}
+	if w.git("rev-parse", "HEAD") != base {
+		t.Fatal("the checked-out branch moved")
+	}
+	if err := m.Push(ctx, sha, "other"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,16 +84,31 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request) {
 		h.WriteError(w, r, err)
 		return
 	}
-	p := d.prompt
-	res := renderResponse{Key: key, Env: d.src.Env, Version: d.src.Label(), Messages: out.Messages,
-		Model: nonEmpty(p.Model), FallbackModel: nonEmpty(p.FallbackModel), Temperature: p.Temperature,
-		MaxTokens: p.MaxTokens, TopP: p.TopP, OutputSchema: p.OutputSchema, CacheTimeout: p.CacheTimeout, Config: p.Config}
-	b, err := encodeJSON(res)
+	b, err := encodeJSON(newRenderResponse(key, d.src.Env, d.src.Label(), d.prompt, out))
 	if err != nil {
 		h.WriteError(w, r, fmt.Errorf("encode render of %s: %w", key, err))
 		return
 	}
 	writeJSONBytes(w, b)
+}
+
+func newRenderResponse(key, env, version string, p *promptvault.Prompt, out *promptvault.Rendered) renderResponse {
+	return renderResponse{Key: key, Env: env, Version: version, Messages: out.Messages,
+		Model: nonEmpty(p.Model), FallbackModel: nonEmpty(p.FallbackModel), Temperature: p.Temperature,
+		MaxTokens: p.MaxTokens, TopP: p.TopP, OutputSchema: p.OutputSchema, CacheTimeout: p.CacheTimeout, Config: p.Config}
+}
+
+// Preview renders an uncommitted prompt p (the dashboard editor's) with
+// vars through the same entry point, limits and worker pool as
+// POST /v1/prompts/{key}/render, and returns that route's JSON answer with
+// env and version "preview". Errors are render's (for WriteError).
+func (h *Handler) Preview(ctx context.Context, key string, p *promptvault.Prompt, vars map[string]any) ([]byte, error) {
+	out, err := p.Render(ctx, vars, h.renderLimits)
+	if err != nil {
+		metrics.RenderError(renderErrorReason(err))
+		return nil, err
+	}
+	return encodeJSON(newRenderResponse(key, "preview", "preview", p, out))
 }
 
 // decodeRenderBody reads {"variables": {...}}. An empty body means no

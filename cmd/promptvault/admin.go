@@ -30,7 +30,7 @@ func init() {
 // instruments every request, and counts pointer moves from the audit log.
 func adminServe(ctx context.Context, c *cli, s *server) error {
 	a, err := admin.New(admin.Options{DB: s.Data.db, Repo: s.Repo, Resolver: s.Handler, Logger: s.Log, Sync: s.SyncNow,
-		Redelivered: func() { wakeWebhookWorker(s) }})
+		Redelivered: func() { wakeWebhookWorker(s) }, Config: s.Data.cfg, Host: draftHost(c)})
 	if err != nil {
 		return err
 	}

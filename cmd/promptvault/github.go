@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/resolver/admin"
 	"github.com/promptvault/promptvault/webhook"
 )
 
@@ -268,4 +269,26 @@ func githubRollbackPR(ctx context.Context, c *cli, d *data, v index.Version) (st
 		return "", fmt.Errorf("read %s %s: %w", v.Key, v.Label, err)
 	}
 	return g.client.OpenRollbackPR(ctx, d.cfg.Branch, v, content)
+}
+
+// draftHost is GitHub mode's admin.DraftHost: dashboard drafts are commits
+// through the API on a branch with a pull request. nil outside GitHub mode.
+func draftHost(c *cli) admin.DraftHost {
+	g := githubOf(c)
+	if !g.on {
+		return nil
+	}
+	return githubDrafts{g.client}
+}
+
+type githubDrafts struct{ c *webhook.Client }
+
+func (h githubDrafts) CommitDraft(ctx context.Context, d admin.HostedCommit) (admin.HostedDraft, error) {
+	sha, n, url, err := h.c.CommitDraft(ctx, webhook.DraftCommit{Branch: d.Branch, BaseBranch: d.BaseBranch, Expect: d.Expect,
+		Path: d.Path, Content: d.Content, Message: d.Message, AuthorName: d.AuthorName, AuthorEmail: d.AuthorEmail})
+	return admin.HostedDraft{Commit: sha, PullRequest: n, PullRequestURL: url}, err
+}
+
+func (h githubDrafts) MergeDraft(ctx context.Context, draft, message string) (string, error) {
+	return h.c.MergeDraft(ctx, draft, message)
 }

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -72,6 +73,12 @@ type Options struct {
 	// Redelivered wakes the webhook worker after a redelivery; nil: it
 	// finds the delivery on its own within seconds.
 	Redelivered func()
+	// Config is what the server indexes (tracked branch, prompts
+	// directory): where dashboard edits go.
+	Config index.Config
+	// Host commits and merges drafts through GitHub (GitHub mode); nil:
+	// drafts are branches pushed to the repository, merged here.
+	Host DraftHost
 }
 
 // Handler serves /v1/admin/*, /ui/ and /v1/openapi.json. It is safe for
@@ -85,6 +92,9 @@ type Handler struct {
 	static map[string]*staticFile
 	// redelivered wakes the webhook worker (Options.Redelivered).
 	redelivered func()
+	cfg    index.Config
+	host   DraftHost
+	editMu sync.Mutex // one dashboard commit or merge at a time
 }
 
 // New builds the handler.
@@ -93,7 +103,13 @@ func New(opts Options) (*Handler, error) {
 		return nil, errors.New("admin: Options.DB, Repo and Resolver are required")
 	}
 	h := &Handler{db: opts.DB, repo: opts.Repo, res: opts.Resolver, log: opts.Logger, sync: opts.Sync,
-		redelivered: opts.Redelivered}
+		redelivered: opts.Redelivered, cfg: opts.Config, host: opts.Host}
+	if h.cfg.Branch == "" {
+		h.cfg.Branch = "main"
+	}
+	if h.cfg.PromptsDir == "" {
+		h.cfg.PromptsDir = "prompts"
+	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

@@ -24,19 +24,22 @@ type endpoint func(h *Handler, w http.ResponseWriter, r *http.Request, c caller,
 
 // apiRoutes is the admin API: SPEC §5's table.
 var apiRoutes = map[string]map[string]endpoint{
-	routePrompts:  {http.MethodGet: (*Handler).listPrompts},
-	routeVersions: {http.MethodGet: (*Handler).listVersions},
-	routeVersion:  {http.MethodGet: (*Handler).getVersion},
-	routeDiff:     {http.MethodGet: (*Handler).getDiff},
-	routePromote:  {http.MethodPost: (*Handler).promote},
-	routeRollback: {http.MethodPost: (*Handler).rollback},
-	routeStaging:  {http.MethodPut: (*Handler).setStaging, http.MethodDelete: (*Handler).clearStaging},
-	routeDraft:    {http.MethodDelete: (*Handler).deleteDraft},
-	routeSettings: {http.MethodGet: (*Handler).getSettings, http.MethodPatch: (*Handler).patchSettings},
-	routeAudit:    {http.MethodGet: (*Handler).auditLog},
-	routeSync:     {http.MethodPost: (*Handler).syncNow},
-	routeKeys:     {http.MethodGet: (*Handler).listKeys, http.MethodPost: (*Handler).createKey, http.MethodDelete: (*Handler).revokeKeyBody},
-	routeKey:      {http.MethodDelete: (*Handler).revokeKey},
+	routePrompts:    {http.MethodGet: (*Handler).listPrompts},
+	routeVersions:   {http.MethodGet: (*Handler).listVersions},
+	routeVersion:    {http.MethodGet: (*Handler).getVersion},
+	routeDiff:       {http.MethodGet: (*Handler).getDiff},
+	routePromote:    {http.MethodPost: (*Handler).promote},
+	routeRollback:   {http.MethodPost: (*Handler).rollback},
+	routeStaging:    {http.MethodPut: (*Handler).setStaging, http.MethodDelete: (*Handler).clearStaging},
+	routeDraft:      {http.MethodDelete: (*Handler).deleteDraft, http.MethodPut: (*Handler).commitDraft},
+	routeDraftMerge: {http.MethodPost: (*Handler).mergeDraft},
+	routeValidate:   {http.MethodPost: (*Handler).validate},
+	routePreview:    {http.MethodPost: (*Handler).preview},
+	routeSettings:   {http.MethodGet: (*Handler).getSettings, http.MethodPatch: (*Handler).patchSettings},
+	routeAudit:      {http.MethodGet: (*Handler).auditLog},
+	routeSync:       {http.MethodPost: (*Handler).syncNow},
+	routeKeys:       {http.MethodGet: (*Handler).listKeys, http.MethodPost: (*Handler).createKey, http.MethodDelete: (*Handler).revokeKeyBody},
+	routeKey:        {http.MethodDelete: (*Handler).revokeKey},
 }
 
 // serveAPI authenticates first (so without an admin key every path is 401,
@@ -89,13 +92,18 @@ func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
 // unknown fields, trailing data and a non-JSON Content-Type are 400s that
 // say what is wrong; a larger body is 413.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeBodyN(w, r, v, MaxBodyBytes)
+}
+
+// decodeBodyN is decodeBody with a limit of max bytes.
+func decodeBodyN(w http.ResponseWriter, r *http.Request, v any, max int64) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
 			return fmt.Errorf("%w: Content-Type %q: send the body as application/json", index.ErrInvalid, ct)
 		}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, max))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil {
@@ -110,7 +118,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &mbe):
-		return fmt.Errorf("%w: request body is larger than %d bytes", resolver.ErrTooLarge, MaxBodyBytes)
+		return fmt.Errorf("%w: request body is larger than %d bytes", resolver.ErrTooLarge, max)
 	case errors.Is(err, io.EOF):
 		return fmt.Errorf("%w: request body is empty; want a JSON object", index.ErrInvalid)
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -412,9 +420,21 @@ func (h *Handler) source(v index.Version) (string, error) {
 func (h *Handler) getVersion(w http.ResponseWriter, r *http.Request, _ caller, p params) {
 	ctx := r.Context()
 	var v index.Version
+	at := []string{}
 	err := h.db.View(ctx, func(tx *index.Tx) (err error) {
-		v, err = lookup(ctx, tx, p.key, p.arg)
-		return err
+		if v, err = lookup(ctx, tx, p.key, p.arg); err != nil {
+			return err
+		}
+		for _, env := range []string{index.EnvLive, index.EnvStaging} {
+			ptr, ok, err := tx.Pointer(ctx, p.key, env)
+			if err != nil {
+				return err
+			}
+			if ok && ptr.Label() == v.Label {
+				at = append(at, env)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		resolver.WriteError(w, r, err)
@@ -425,10 +445,18 @@ func (h *Handler) getVersion(w http.ResponseWriter, r *http.Request, _ caller, p
 		resolver.WriteError(w, r, err)
 		return
 	}
+	// The parsed fields, for the dashboard's version page; an invalid
+	// version has none (its problems say why).
+	var parsed *promptvault.Prompt
+	if v.Valid && !v.Deleted {
+		parsed, _ = promptvault.Parse(v.Path, []byte(src))
+	}
 	writeJSON(w, r, http.StatusOK, struct {
 		versionView
-		Source string `json:"source"`
-	}{viewVersion(v), src})
+		Source   string              `json:"source"`
+		Prompt   *promptvault.Prompt `json:"prompt"`
+		Pointers []string            `json:"pointers"`
+	}{viewVersion(v), src, parsed, at})
 }
 
 // DiffDoc is the diff of two versions or drafts of one prompt: the admin

@@ -14,23 +14,26 @@ import (
 // Route templates of the admin API: the routing table's keys, the
 // OpenAPI document's paths and the "route" label of the HTTP metrics.
 const (
-	routePrompts   = "/v1/admin/prompts"
-	routeVersions  = "/v1/admin/prompts/{key}/versions"
-	routeVersion   = "/v1/admin/prompts/{key}/versions/{label}"
-	routeDiff      = "/v1/admin/prompts/{key}/diff"
-	routePromote   = "/v1/admin/prompts/{key}/promote"
-	routeRollback  = "/v1/admin/prompts/{key}/rollback"
-	routeStaging   = "/v1/admin/prompts/{key}/staging"
-	routeDraft     = "/v1/admin/prompts/{key}/drafts/{name}"
-	routeSettings  = "/v1/admin/settings"
-	routeAudit     = "/v1/admin/audit"
-	routeSync      = "/v1/admin/sync"
-	routeKeys      = "/v1/admin/keys"
-	routeKey       = "/v1/admin/keys/{id}"
-	routeSession   = "/ui/session"
-	routeUIStatic  = "/ui/"
-	routeOther     = "other"
-	routeAdminMiss = "/v1/admin/*" // an admin path that matches no route
+	routePrompts    = "/v1/admin/prompts"
+	routeVersions   = "/v1/admin/prompts/{key}/versions"
+	routeVersion    = "/v1/admin/prompts/{key}/versions/{label}"
+	routeDiff       = "/v1/admin/prompts/{key}/diff"
+	routePromote    = "/v1/admin/prompts/{key}/promote"
+	routeRollback   = "/v1/admin/prompts/{key}/rollback"
+	routeStaging    = "/v1/admin/prompts/{key}/staging"
+	routeDraft      = "/v1/admin/prompts/{key}/drafts/{name}"
+	routeDraftMerge = "/v1/admin/prompts/{key}/drafts/{name}/merge"
+	routeValidate   = "/v1/admin/validate"
+	routePreview    = "/v1/admin/preview"
+	routeSettings   = "/v1/admin/settings"
+	routeAudit      = "/v1/admin/audit"
+	routeSync       = "/v1/admin/sync"
+	routeKeys       = "/v1/admin/keys"
+	routeKey        = "/v1/admin/keys/{id}"
+	routeSession    = "/ui/session"
+	routeUIStatic   = "/ui/"
+	routeOther      = "other"
+	routeAdminMiss  = "/v1/admin/*" // an admin path that matches no route
 )
 
 // promptActions are the last segment of the per-prompt routes that end in a
@@ -72,6 +75,10 @@ func parseAPIPath(escaped string) (string, params, error) {
 		return routeAudit, params{}, nil
 	case "sync":
 		return routeSync, params{}, nil
+	case "validate":
+		return routeValidate, params{}, nil
+	case "preview":
+		return routePreview, params{}, nil
 	case "keys":
 		return routeKeys, params{}, nil
 	}
@@ -113,11 +120,17 @@ func parseAPIPath(escaped string) (string, params, error) {
 		if err != nil {
 			return "", params{}, err
 		}
-		arg, err := url.PathUnescape(rest[i+len(m.marker):])
+		escArg, route := rest[i+len(m.marker):], m.route
+		// ".../drafts/NAME/merge" merges; a draft literally named "x/merge"
+		// is reached with its "/" escaped.
+		if a, ok := strings.CutSuffix(escArg, "/merge"); ok && m.route == routeDraft && a != "" {
+			escArg, route = a, routeDraftMerge
+		}
+		arg, err := url.PathUnescape(escArg)
 		if err != nil {
 			return "", params{}, fmt.Errorf("%w: %s in path: %v", index.ErrInvalid, strings.Trim(m.marker, "/"), err)
 		}
-		return m.route, params{key: key, arg: arg}, nil
+		return route, params{key: key, arg: arg}, nil
 	}
 	return "", params{}, errNoRoute
 }
