@@ -104,7 +104,9 @@ func TestDraftCommitStageAndMerge(t *testing.T) {
 	if e.g.Git("rev-parse", "dash-edit~1") != first {
 		t.Fatal("second commit is not on top of the first")
 	}
-	var audit struct{ Entries []struct{ Action, Key, Version, Commit string } }
+	var audit struct {
+		Entries []struct{ Action, Key, Version, Commit string }
+	}
 	e.expect(t, http.StatusOK, request{method: "GET", path: "/v1/admin/audit"}).decode(t, &audit)
 	n := 0
 	for _, a := range audit.Entries {
