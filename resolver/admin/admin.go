@@ -92,9 +92,9 @@ type Handler struct {
 	static map[string]*staticFile
 	// redelivered wakes the webhook worker (Options.Redelivered).
 	redelivered func()
-	cfg    index.Config
-	host   DraftHost
-	editMu sync.Mutex // one dashboard commit or merge at a time
+	cfg         index.Config
+	host        DraftHost
+	editMu      sync.Mutex // one dashboard commit or merge at a time
 }
 
 // New builds the handler.
