@@ -485,6 +485,10 @@ func (c *Client) Render(ctx context.Context, key string, vars map[string]any) (*
 	return &r, nil
 }
 
+// streamIdle is how long the event stream may stay silent: three of the
+// server's 15 s pings.
+const streamIdle = 45 * time.Second
+
 // follow keeps the event stream open until Close, reconnecting with
 // Last-Event-ID after a backoff.
 func (c *Client) follow() {
@@ -514,7 +518,14 @@ func (c *Client) follow() {
 // streamOnce reads one connection of the stream. gotEvents reports whether
 // it got as far as the server's first bytes.
 func (c *Client) streamOnce() (gotEvents bool, err error) {
-	req, err := http.NewRequestWithContext(c.ctx, http.MethodGet, c.base+"/v1/events", nil)
+	// The server sends a comment every 15 s; a stream silent for three of
+	// them is a dead connection (a peer that vanished without a FIN) and is
+	// redialled.
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	idle := time.AfterFunc(streamIdle, cancel)
+	defer idle.Stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/events", nil)
 	if err != nil {
 		return false, err
 	}
@@ -546,6 +557,7 @@ func (c *Client) streamOnce() (gotEvents bool, err error) {
 	var id, event string
 	var data strings.Builder
 	for sc.Scan() {
+		idle.Reset(streamIdle)
 		line := sc.Text()
 		if line == "" {
 			if event != "" || data.Len() > 0 {
