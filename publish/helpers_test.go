@@ -16,20 +16,27 @@ import (
 	"github.com/promptvault/promptvault/gitstore"
 	"github.com/promptvault/promptvault/gitstore/gittest"
 	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/index/indextest"
 	"github.com/promptvault/promptvault/publish"
 )
 
 // env is a synced sample repository (support/summarize live v2, v1 also
 // valid; greet live v1) and its index.
 type env struct {
-	db *index.DB
+	db     *index.DB
+	target string
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvOn(t, "sqlite") }
+
+// newEnvOn builds the env on engine "sqlite" or "postgres" (a fresh schema
+// on PV_TEST_POSTGRES; the test skips when it is unset).
+func newEnvOn(t testing.TB, engine string) *env {
 	t.Helper()
 	g := gittest.Sample(t)
 	dir := t.TempDir()
-	db, err := index.Open(context.Background(), filepath.Join(dir, "index.db"))
+	target := indextest.Target(t, engine, dir)
+	db, err := index.Open(context.Background(), target)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +52,19 @@ func newEnv(t testing.TB) *env {
 	if _, err := db.Sync(context.Background(), m, index.Config{Branch: "main", PromptsDir: "prompts", Actor: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	return &env{db: db}
+	return &env{db: db, target: target}
+}
+
+// second opens another handle on the same database, as a second process
+// would.
+func (e *env) second(t testing.TB) *env {
+	t.Helper()
+	db, err := index.Open(context.Background(), e.target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &env{db: db, target: e.target}
 }
 
 func (e *env) addHook(t testing.TB, n index.NewHook) index.CreatedHook {

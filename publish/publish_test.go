@@ -303,3 +303,61 @@ func TestRemovedEndpointGetsNothingMore(t *testing.T) {
 		t.Errorf("removed endpoint got %d requests", n)
 	}
 }
+
+// Two workers on one database (two serve processes, or two instances on
+// PostgreSQL): each event reaches the endpoint exactly once, because a
+// claim is a transactional lease that only one of them gets.
+func TestTwoWorkersSendEachEventOnce(t *testing.T) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			e := newEnvOn(t, engine)
+			rc := newReceiver(t, nil)
+			h := e.endpoint(t, rc, index.NewHook{})
+			e.run(t, publish.Options{})
+			e.second(t).run(t, publish.Options{})
+			const changes = 20
+			for range changes {
+				e.flip(t)
+			}
+			waitFor(t, "all delivered", func() bool {
+				for _, d := range e.deliveries(t, h.ID) {
+					if d.State != index.HookDelivered {
+						return false
+					}
+				}
+				return len(e.deliveries(t, h.ID)) == changes
+			})
+			seen := map[string]int{}
+			for _, r := range rc.requests() {
+				seen[r.ID]++
+			}
+			if len(seen) != changes {
+				t.Errorf("%d distinct events received, want %d", len(seen), changes)
+			}
+			for id, n := range seen {
+				if n != 1 {
+					t.Errorf("event %s sent %d times", id, n)
+				}
+			}
+			if bad := rc.rejected(); len(bad) > 0 {
+				t.Errorf("rejected: %v", bad)
+			}
+		})
+	}
+}
+
+func TestDeliversOnPostgres(t *testing.T) {
+	e := newEnvOn(t, "postgres")
+	rc := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n == 1 {
+			w.WriteHeader(http.StatusBadGateway)
+		}
+	})
+	h := e.endpoint(t, rc, index.NewHook{})
+	e.run(t, publish.Options{Schedule: fast})
+	e.flip(t)
+	waitFor(t, "delivered after a retry", func() bool { return e.deliveries(t, h.ID)[0].State == index.HookDelivered })
+	if got := rc.requests(); len(got) != 2 || got[0].ID != got[1].ID || got[0].Data["previous_version"] != "v2" {
+		t.Errorf("requests %v", ids(got))
+	}
+}
