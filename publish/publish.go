@@ -100,6 +100,7 @@ type Worker struct {
 	baseURL  string
 
 	wake    chan struct{}
+	commits chan commitReq
 	mu      sync.Mutex
 	running map[string]bool // endpoints with a sender goroutine
 	wg      sync.WaitGroup
@@ -111,7 +112,8 @@ func New(opts Options) (*Worker, error) {
 		return nil, errors.New("publish: Options.DB is required")
 	}
 	w := &Worker{db: opts.DB, log: opts.Logger, timeout: opts.Timeout, schedule: opts.Schedule, poll: opts.Poll,
-		baseURL: strings.TrimRight(opts.BaseURL, "/"), wake: make(chan struct{}, 1), running: map[string]bool{}}
+		baseURL: strings.TrimRight(opts.BaseURL, "/"), wake: make(chan struct{}, 1), running: map[string]bool{},
+		commits: make(chan commitReq)}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -159,6 +161,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("publish: %w", err)
 	}
 	go w.watch(ctx, from)
+	go w.committer(ctx)
 	defer w.wg.Wait()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -254,7 +257,7 @@ func (w *Worker) send(ctx context.Context, hookID string) {
 		var d index.HookDelivery
 		var hook index.Hook
 		var ok bool
-		err := w.db.Update(ctx, func(tx *index.Tx) error {
+		err := w.update(ctx, func(tx *index.Tx) error {
 			if prev != nil {
 				if err := tx.RecordAttempt(ctx, *prev, prevRes); err != nil {
 					return err
@@ -291,6 +294,64 @@ func (w *Worker) send(ctx context.Context, hookID string) {
 		}
 		prev, prevRes = &d, res
 	}
+}
+
+// commitReq is one sender's transaction body, run by the committer.
+type commitReq struct {
+	fn   func(*index.Tx) error
+	done chan error
+}
+
+// maxGroup bounds how many senders' records and claims share one commit.
+const maxGroup = 256
+
+// committer runs the senders' transaction bodies, all those waiting at
+// once in one write transaction: with many endpoints, one fsync records
+// every attempt that finished meanwhile and claims each one's next
+// delivery, instead of one fsync per endpoint. A failing body fails its
+// whole group; those senders stop, and their unrecorded attempts are sent
+// again when the leases expire.
+func (w *Worker) committer(ctx context.Context) {
+	for {
+		var group []commitReq
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-w.commits:
+			group = append(group, r)
+		}
+	more:
+		for len(group) < maxGroup {
+			select {
+			case r := <-w.commits:
+				group = append(group, r)
+			default:
+				break more
+			}
+		}
+		err := w.db.Update(ctx, func(tx *index.Tx) error {
+			for _, r := range group {
+				if err := r.fn(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		for _, r := range group {
+			r.done <- err
+		}
+	}
+}
+
+// update runs fn in the committer's next group transaction.
+func (w *Worker) update(ctx context.Context, fn func(*index.Tx) error) error {
+	r := commitReq{fn: fn, done: make(chan error, 1)}
+	select {
+	case w.commits <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return <-r.done
 }
 
 // release gives a lease back on shutdown, with a context of its own (ctx
