@@ -172,6 +172,27 @@ func BenchmarkSustained(b *testing.B) {
 	})
 }
 
+// BenchmarkDrain: 500 events already queued (committed while no worker
+// ran, as after an outage), then one worker drains them to one endpoint:
+// the sender's own rate, without the producer's commits in the way.
+func BenchmarkDrain(b *testing.B) {
+	const n = 500
+	for b.Loop() {
+		b.StopTimer()
+		e := newEnv(b)
+		a := newArrivals(b)
+		e.addHook(b, index.NewHook{URL: a.URL})
+		for range n {
+			e.flip(b)
+		}
+		b.StartTimer()
+		start := time.Now()
+		e.run(b, publish.Options{})
+		a.waitN(n)
+		b.ReportMetric(n/time.Since(start).Seconds(), "events/s")
+	}
+}
+
 // BenchmarkFanOut: 100 endpoints (each its own path on one local server,
 // so each has its own queue and sender); one op is one pointer change
 // until all 100 have it. baseline is the same with 1 endpoint.
