@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"sort"
@@ -57,7 +58,14 @@ func (c *chaosFaults) inject(f *fakeGitHub) func(w http.ResponseWriter, r *http.
 		case "429":
 			f.writeRateLimit(w, "429")
 		case "timeout":
-			<-r.Context().Done() // no answer: the client gives up at its timeout
+			// No answer: the client gives up at its timeout. The body is
+			// read first: only then does the server notice the client
+			// hanging up (and cancel the request's context).
+			io.Copy(io.Discard, r.Body)
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second): // never hold the test's cleanup
+			}
 		default:
 			return false
 		}
@@ -65,10 +73,19 @@ func (c *chaosFaults) inject(f *fakeGitHub) func(w http.ResponseWriter, r *http.
 	}
 }
 
-// buildChaos makes the history (chaosPRs pull requests, each pushed twice,
-// labelled and merged by merge, squash or rebase) and returns the
-// deliveries GitHub would send, shuffled and duplicated by seed.
-func buildChaos(t *testing.T, e *env, seed uint64, others ...*env) []chaosDelivery {
+// chaosScenario is the chaos run's history and deliveries in two phases:
+// while the pull requests are open (opens, pushes, labels, edits: drafts,
+// check runs, staging), and after they are merged (closes, pushes to main).
+type chaosScenario struct {
+	open, merged []chaosDelivery
+	mergeAll     func() // merges every pull request (merge, squash, rebase) and pushes
+}
+
+// buildChaos makes chaosPRs pull requests, each pushed twice and labelled,
+// and returns the deliveries GitHub would send, shuffled and duplicated by
+// seed (40 copies by a second hook with new GUIDs; runChaos posts 40 more
+// twice with the same GUID). others are instances to reconcile alongside.
+func buildChaos(t *testing.T, e *env, seed uint64, others ...*env) *chaosScenario {
 	files := map[string]string{}
 	for i := 1; i <= chaosPRs; i++ {
 		files[fmt.Sprintf("prompts/p%02d.yaml", i)] = gittest.Prompt(fmt.Sprintf("Prompt %d v1", i))
@@ -79,18 +96,24 @@ func buildChaos(t *testing.T, e *env, seed uint64, others ...*env) []chaosDelive
 			t.Fatal(err)
 		}
 	}
-	var ds []chaosDelivery
-	add := func(event string, p map[string]any) {
-		ds = append(ds, chaosDelivery{event: event, guid: fmt.Sprintf("chaos-%03d", len(ds)), payload: p})
+	sc := &chaosScenario{}
+	seq := 0
+	add := func(to *[]chaosDelivery, event string, p map[string]any) {
+		*to = append(*to, chaosDelivery{event: event, guid: fmt.Sprintf("chaos-%03d", seq), payload: p})
+		seq++
 	}
-	repo := map[string]any{"full_name": testOwner + "/" + testName, "name": testName}
-	methods := []string{"merge", "squash", "rebase"}
-	// Git work stays in the working repository and is pushed once at the
-	// end: no delivery is processed before that, and one push is much
-	// cheaper than a hundred.
-	e.noPush = true
-	defer func() { e.noPush = false }()
+	rng := rand.New(rand.NewPCG(seed, 1))
+	shuffle := func(ds *[]chaosDelivery, copies int) {
+		for range copies {
+			d := (*ds)[rng.IntN(len(*ds))]
+			add(ds, d.event, d.payload)
+		}
+		rng.Shuffle(len(*ds), func(i, j int) { (*ds)[i], (*ds)[j] = (*ds)[j], (*ds)[i] })
+	}
+	// Git work stays in the working repository and is pushed once per
+	// phase: one push is much cheaper than a hundred.
 	push := []string{"push", "-q", "-f", e.git.Bare}
+	var prs []int
 	for i := 1; i <= chaosPRs; i++ {
 		path := fmt.Sprintf("prompts/p%02d.yaml", i)
 		branch := fmt.Sprintf("c%02d", i)
@@ -98,35 +121,42 @@ func buildChaos(t *testing.T, e *env, seed uint64, others ...*env) []chaosDelive
 		first := e.branch(branch, map[string]string{path: gittest.Prompt(fmt.Sprintf("Prompt %d draft", i))})
 		n := e.nextN
 		e.nextN++
+		prs = append(prs, n)
 		pr := PullRequest{Number: n, State: "open", Title: "change " + branch, Head: PRRef{Ref: branch, SHA: first},
 			Base: PRRef{Ref: "main", SHA: base}}
-		add("pull_request", prPayload("opened", pr))
+		add(&sc.open, "pull_request", prPayload("opened", pr))
 		e.work.Git("checkout", "-q", branch)
 		e.work.Write(path, gittest.Prompt(fmt.Sprintf("Prompt %d merged", i)))
 		pr.Head.SHA = e.work.Commit("second push")
 		e.work.Git("checkout", "-q", "main")
-		add("pull_request", prPayload("synchronize", pr))
+		add(&sc.open, "pull_request", prPayload("synchronize", pr))
 		pr.Labels = []Label{{Name: DefaultStagingLabel}}
-		add("pull_request", prPayload("labeled", pr))
-		add("pull_request", prPayload("edited", pr))
+		add(&sc.open, "pull_request", prPayload("labeled", pr))
+		add(&sc.open, "pull_request", prPayload("edited", pr))
 		e.gh.setPR(pr)
-		mc := e.merge(pr.Number, methods[i%3])
-		add("pull_request", prPayload("closed", e.gh.pr(pr.Number)))
-		add("push", map[string]any{"ref": "refs/heads/main", "before": base, "after": mc, "created": false,
-			"deleted": false, "forced": false, "repository": repo, "commits": []any{}, "head_commit": nil,
-			"compare": "https://github.com/acme/prompts/compare", "pusher": map[string]any{"name": "octocat"}})
 		push = append(push, branch+":refs/heads/"+branch, fmt.Sprintf("%s:refs/pull/%d/head", branch, n))
 	}
-	e.work.Git(append(push, "main:refs/heads/main")...)
-	// 40 copies by a second hook (new GUIDs), out of order; 40 redeliveries
-	// with the same GUID are posted beside them by runChaos.
-	rng := rand.New(rand.NewPCG(seed, 1))
-	for range 40 {
-		d := ds[rng.IntN(len(ds))]
-		add(d.event, d.payload)
+	e.work.Git(push...)
+	shuffle(&sc.open, 24)
+
+	repo := map[string]any{"full_name": testOwner + "/" + testName, "name": testName}
+	methods := []string{"merge", "squash", "rebase"}
+	sc.mergeAll = func() {
+		e.noPush = true
+		defer func() { e.noPush = false }()
+		for i, n := range prs {
+			before := e.work.Git("rev-parse", "main")
+			mc := e.merge(n, methods[i%3])
+			add(&sc.merged, "pull_request", prPayload("closed", e.gh.pr(n)))
+			add(&sc.merged, "push", map[string]any{"ref": "refs/heads/main", "before": before, "after": mc,
+				"created": false, "deleted": false, "forced": false, "repository": repo, "commits": []any{},
+				"head_commit": nil, "compare": "https://github.com/acme/prompts/compare",
+				"pusher": map[string]any{"name": "octocat"}})
+		}
+		e.pushMain()
+		shuffle(&sc.merged, 16)
 	}
-	rng.Shuffle(len(ds), func(i, j int) { ds[i], ds[j] = ds[j], ds[i] })
-	return ds
+	return sc
 }
 
 type chaosResult struct {
@@ -145,10 +175,11 @@ type chaosResult struct {
 // runChaos posts every delivery (40 of them twice with the same GUID),
 // drains the worker while faults is set, advancing the injected clock to
 // each next due time, and reports what happened.
-func runChaos(t *testing.T, e *env, ds []chaosDelivery, faults *chaosFaults, onRound func(round int)) chaosResult {
-	res := chaosResult{distinct: len(ds)}
+func runChaos(t *testing.T, e *env, ds []chaosDelivery, faults *chaosFaults, onRound func(round int), res *chaosResult) {
+	res.distinct += len(ds)
 	if faults != nil {
 		e.gh.fault = faults.inject(e.gh)
+		defer func() { e.gh.fault = nil }()
 	}
 	for i, d := range ds {
 		body := completePayload(t, d.event, d.payload)
@@ -160,11 +191,12 @@ func runChaos(t *testing.T, e *env, ds []chaosDelivery, faults *chaosFaults, onR
 		}
 	}
 	start, vstart := time.Now(), e.clock.Now()
-	for res.rounds = 0; res.rounds < 10000; res.rounds++ {
+	for round := 0; round < 10000; round++ {
 		wait, err := e.w.Drain(e.ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
+		res.rounds++
 		if onRound != nil {
 			onRound(res.rounds)
 		}
@@ -173,7 +205,8 @@ func runChaos(t *testing.T, e *env, ds []chaosDelivery, faults *chaosFaults, onR
 		}
 		e.clock.Advance(wait)
 	}
-	res.wall, res.virtual = time.Since(start), e.clock.Now().Sub(vstart)
+	res.wall += time.Since(start)
+	res.virtual += e.clock.Now().Sub(vstart)
 	if faults != nil {
 		faults.mu.Lock()
 		res.faults, res.calls = faults.counts, faults.calls
@@ -181,6 +214,7 @@ func runChaos(t *testing.T, e *env, ds []chaosDelivery, faults *chaosFaults, onR
 	}
 	res.pointers = map[string]string{}
 	res.perMerge = map[string]int{}
+	res.promotions = 0
 	e.db.View(e.ctx, func(tx *index.Tx) error {
 		for i := 1; i <= chaosPRs; i++ {
 			key := fmt.Sprintf("p%02d", i)
@@ -196,7 +230,6 @@ func runChaos(t *testing.T, e *env, ds []chaosDelivery, faults *chaosFaults, onR
 		res.promotions++
 		res.perMerge[a.Key]++
 	}
-	return res
 }
 
 func boolInt(b bool) int {
@@ -223,9 +256,8 @@ func TestChaos(t *testing.T) {
 	clean := newEnv(t, modeApp)
 	e := clean.fork(modeApp)
 	t0 := time.Now()
-	ds := buildChaos(t, clean, seed, e)
-	t.Logf("history of %d pull requests built in %v", chaosPRs, time.Since(t0).Round(time.Millisecond))
-	base := runChaos(t, clean, ds, nil, nil)
+	sc := buildChaos(t, clean, seed, e)
+	t.Logf("%d pull requests built in %v", chaosPRs, time.Since(t0).Round(time.Millisecond))
 
 	e.gh.mu.Lock()
 	e.w.opts.Backoff = DefaultBackoff // jittered, on the injected clock
@@ -236,14 +268,12 @@ func TestChaos(t *testing.T) {
 	// never heals during the run.
 	clean.branch("poison", map[string]string{"prompts/greet.yaml": gittest.Prompt("Poison")})
 	poison := clean.openPR("poison", false) // the next number: clean's counter
-
-	ds = append(ds[:len(ds):len(ds)], chaosDelivery{event: "pull_request", guid: "chaos-poison", payload: prPayload("opened", poison)})
 	faults := &chaosFaults{rng: rand.New(rand.NewPCG(seed, 2)), rate: 0.2, counts: map[string]int{},
 		poison: fmt.Sprintf("/pulls/%d", poison.Number)}
 	// The round after which every other delivery was done, and the
 	// poisoned one's state then: still retrying means nothing waited for it.
 	othersDone, poisonThen := -1, index.Delivery{}
-	got := runChaos(t, e, ds, faults, func(round int) {
+	watch := func(round int) {
 		if othersDone >= 0 {
 			return
 		}
@@ -255,14 +285,28 @@ func TestChaos(t *testing.T) {
 		if p := e.delivery("chaos-poison"); open == 1 && p.State == index.DeliveryPending {
 			othersDone, poisonThen = round, p
 		}
-	})
-	if othersDone < 0 {
-		t.Errorf("the other deliveries never all finished while the poisoned one was still retrying")
 	}
+	var base, got chaosResult
+	// Phase 1, pull requests open: the fault-free instance, then the chaos
+	// one (with the poisoned pull request's delivery).
+	runChaos(t, clean, sc.open, nil, nil, &base)
+	withPoison := append(sc.open[:len(sc.open):len(sc.open)],
+		chaosDelivery{event: "pull_request", guid: "chaos-poison", payload: prPayload("opened", poison)})
+	runChaos(t, e, withPoison, faults, watch, &got)
+	if othersDone < 0 {
+		t.Errorf("phase 1: the other deliveries never all finished while the poisoned one was still retrying")
+	}
+	phase1Done, poisonPhase1 := othersDone, poisonThen
+	// Phase 2: every pull request merged (merge, squash, rebase).
+	sc.mergeAll()
+	runChaos(t, clean, sc.merged, nil, nil, &base)
+	runChaos(t, e, sc.merged, faults, nil, &got)
+	ds := append(append([]chaosDelivery{}, sc.open...), sc.merged...)
+
 	if d := e.delivery("chaos-poison"); d.State != index.DeliveryFailed || d.Attempts != 20 {
 		t.Errorf("poisoned delivery: %s after %d attempts, want failed after 20", d.State, d.Attempts)
 	}
-	for _, d := range ds[:len(ds)-1] {
+	for _, d := range ds {
 		if st := e.delivery(d.guid).State; st != index.DeliveryDone {
 			t.Errorf("delivery %s (%s) is %s: it waited behind another subject's failures", d.guid, d.event, st)
 		}
@@ -296,6 +340,6 @@ func TestChaos(t *testing.T) {
 		"%v on the injected clock, %d drain rounds (all but the poisoned subject done after round %d, it then at attempt %d); "+
 		"%d promotions (fault-free run: %d promotions, %v wall)",
 		got.posts, got.distinct-1, got.calls, injected, got.faults, got.wall.Round(time.Millisecond),
-		got.virtual.Round(time.Second), got.rounds, othersDone, poisonThen.Attempts, got.promotions, base.promotions,
+		got.virtual.Round(time.Second), got.rounds, phase1Done, poisonPhase1.Attempts, got.promotions, base.promotions,
 		base.wall.Round(time.Millisecond))
 }
