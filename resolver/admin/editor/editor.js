@@ -7,13 +7,24 @@ import { yaml } from "@codemirror/lang-yaml";
 import { setDiagnostics, lintGutter } from "@codemirror/lint";
 
 // create mounts an editor in parent. onChange(text) runs after each edit.
+//
+// The editor lives in a shadow root: CodeMirror injects its styles, and in
+// a document it would do so with a <style> element, which the dashboard's
+// Content-Security-Policy (style-src 'self') refuses; in a shadow root it
+// uses a constructed stylesheet (adoptedStyleSheets), which CSP allows.
 export function create(parent, { doc = "", onChange } = {}) {
+  const root = parent.attachShadow({ mode: "open" });
   const view = new EditorView({
-    parent,
+    root,
+    parent: root,
     state: EditorState.create({
       doc,
       extensions: [
         basicSetup,
+        EditorView.theme({
+          "&": { minHeight: "360px", maxHeight: "70vh", fontSize: "13px" },
+          ".cm-scroller": { overflow: "auto", fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace" },
+        }),
         yaml(),
         lintGutter(),
         EditorView.lineWrapping,
@@ -23,6 +34,7 @@ export function create(parent, { doc = "", onChange } = {}) {
   });
   return {
     view,
+    root,
     getValue: () => view.state.doc.toString(),
     setValue: (text) => view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: text } }),
     focus: () => view.focus(),

@@ -124,13 +124,13 @@ function confirmAction(title, text, okLabel) {
 
 // ---- views ----
 
-const views = ["signin", "prompts", "prompt", "audit", "deliveries", "settings", "webhooks"];
+const views = ["signin", "prompts", "prompt", "version", "editor", "audit", "deliveries", "settings", "webhooks"];
 
 function show(name) {
   for (const v of views) $("view-" + v).hidden = v !== name;
   $("top").hidden = name === "signin";
   for (const [id, v] of [["nav-prompts", "prompts"], ["nav-audit", "audit"], ["nav-deliveries", "deliveries"], ["nav-settings", "settings"], ["nav-webhooks", "webhooks"]]) {
-    $(id).classList.toggle("active", v === name || (v === "prompts" && name === "prompt"));
+    $(id).classList.toggle("active", v === name || (v === "prompts" && ["prompt", "version", "editor"].includes(name)));
   }
 }
 
@@ -155,9 +155,18 @@ async function route() {
     if (h.startsWith("/p/")) {
       // #/p/KEY?diff=FROM..TO (the link in Slack messages) opens that diff.
       const [key, query] = h.slice(3).split("?");
+      // #/p/KEY?v=LABEL opens one version (edit.js).
+      if ((query || "").startsWith("v=")) {
+        await openVersion(key, query.slice(2));
+        return;
+      }
       await openPrompt(key);
       const m = /^diff=(.+?)\.\.(.+)$/.exec(query || "");
       if (m) await showDiff(m[1], m[2]);
+    } else if (h.startsWith("/edit/") || h === "/new") {
+      // #/edit/KEY?from=LABEL or #/new (edit.js)
+      const [key, query] = h.slice(6).split("?");
+      await openEditor(h === "/new" ? "" : key, (query || "").replace(/^from=/, ""));
     } else if (h === "/webhooks") {
       show("webhooks");
       await loadWebhooks(); // webhooks.js
@@ -259,6 +268,8 @@ function renderPointers() {
   $("badge-staging").textContent = st;
   $("badge-staging").classList.toggle("none", !p.staging || !p.staging_enabled);
   $("clear-staging").hidden = !p.staging || !p.staging_enabled;
+  $("promote-staging").hidden = !p.staging || !p.staging_enabled || !/^v\d+$/.test(p.staging) || p.staging === p.live;
+  $("edit-prompt").href = "#/edit/" + state.key + (p.live && /^v\d+$/.test(p.live) ? "?from=" + encodeURIComponent(p.live) : "");
 }
 
 function liveNumber() {
@@ -288,17 +299,20 @@ function renderVersions() {
       else act("Promote", "primary", promote, "Point live at this version");
     }
     if (v.valid && !isStaging && p.staging_enabled && !v.deleted) act("Stage", "", setStaging, "Point staging at this version");
+    if (v.draft && v.valid && !v.deleted) act("Merge and promote", "primary", mergeDraft, "Merge this draft into the tracked branch (its pull request in GitHub mode); the merge promotes as any merge does");
     if (v.draft) act("Delete", "danger", deleteDraft, "Delete this draft");
 
     const pick = el("input", { type: "checkbox", checked: state.picked.includes(v.version), title: "Compare", "aria-label": "Compare " + v.version,
       onclick: (ev) => { ev.stopPropagation(); togglePick(v.version, ev.target.checked); } });
-    tb.append(el("tr", { "data-label": v.version, class: (isLive ? "is-live " : "") + (v.draft ? "is-draft" : "") },
+    const open = () => { location.hash = "#/p/" + state.key + "?v=" + encodeURIComponent(v.version); };
+    tb.append(el("tr", { "data-label": v.version, class: (isLive ? "is-live " : "") + (v.draft ? "is-draft" : ""), onclick: open, title: "Open " + v.version },
       el("td", { class: "pick" }, pick),
       el("td", { class: "badges" }, ...badges),
       el("td", { class: "msg", title: v.message, text: firstLine(v.message) }),
       el("td", { class: "author", text: v.author }),
       el("td", { class: "date", text: when(v.created_at) }),
       el("td", { class: "sha" }, el("code", { text: shortSHA(v.commit), title: v.commit })),
+      el("td", { class: "sha256" }, el("code", { text: (v.sha256 || "").slice(0, 12), title: "SHA-256 " + (v.sha256 || "") })),
       el("td", { class: "actions" }, actions),
     ));
   }
@@ -408,6 +422,18 @@ function clearStaging() {
     "Clear staging", "DELETE", promptPath(state.key, "/staging"), undefined, (r) => describe(r, "Staging"));
 }
 
+function promoteStaging() {
+  return change("Promote staging?", `Live of ${state.key} moves from ${state.page.live || "none"} to ${state.page.staging}, the version staging points at.`,
+    "Promote", "POST", promptPath(state.key, "/promote"), { version: "staging" }, (r) => describe(r, "Live"));
+}
+
+function mergeDraft(v) {
+  const name = v.version.replace(/^draft:/, "");
+  return change("Merge " + v.version + "?", `The draft is merged into the tracked branch (in GitHub mode its pull request is merged through GitHub, whose reviews and branch protection still decide). The merge becomes the next version and promotes as any merge does.`,
+    "Merge and promote", "POST", promptPath(state.key, "/drafts/" + encodeURIComponent(name) + "/merge"), {},
+    (r) => `Merged ${v.version}: live is ${r.live ? r.live.version : "unchanged"}`);
+}
+
 function deleteDraft(v) {
   const name = v.version.replace(/^draft:/, "");
   return change("Delete " + v.version + "?", `The draft is removed from the registry (staging pointing at it is cleared). It comes back only when its branch or pull request gets a new commit.`,
@@ -429,7 +455,9 @@ async function loadAudit(reset) {
       el("td", {}, badge(e.action, "action " + e.action)),
       el("td", { text: e.actor }),
       el("td", {}, e.key ? el("a", { href: "#/p/" + e.key, text: e.key }) : null),
-      el("td", { text: e.version || "" }),
+      el("td", {}, e.key && /^(v\d+|draft:.+)$/.test(e.version || "")
+        ? el("a", { href: "#/p/" + e.key + "?v=" + encodeURIComponent(e.version), text: e.version, title: "Open " + e.version })
+        : (e.version || "")),
       el("td", { text: e.env || "" }),
       el("td", { class: "detail", text: e.detail || "" }),
     ));
@@ -512,6 +540,7 @@ function wire() {
   $("diff-show").addEventListener("click", () => showDiff($("diff-from").value, $("diff-to").value).catch(fail));
   $("diff-unified-toggle").addEventListener("change", applyUnifiedToggle);
   $("clear-staging").addEventListener("click", clearStaging);
+  $("promote-staging").addEventListener("click", promoteStaging);
   $("audit-more").addEventListener("click", () => loadAudit(false).catch(fail));
   $("staging-toggle").addEventListener("change", toggleStaging);
   window.addEventListener("hashchange", route);

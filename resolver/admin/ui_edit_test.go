@@ -1,0 +1,233 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/promptvault/promptvault/gitstore/gittest"
+)
+
+// layoutCheck is JavaScript that reports, for every visible table of the
+// page, header cells that do not sit over their column (x of th vs x of
+// the first row's td) and cells that end past the window's right edge.
+const layoutCheck = `(() => {
+  const out = [];
+  for (const t of document.querySelectorAll('main table')) {
+    if (!t.offsetParent || !t.tHead) continue;
+    const ths = [...t.tHead.rows[0].cells].filter(c => c.offsetParent);
+    const row = [...t.tBodies[0].rows].find(r => r.cells.length === t.tHead.rows[0].cells.length);
+    if (!row) continue;
+    const tds = [...row.cells].filter(c => c.offsetParent);
+    if (ths.length !== tds.length) out.push((t.id || t.className) + ": " + ths.length + " header cells over " + tds.length + " columns");
+    ths.forEach((th, i) => {
+      const a = th.getBoundingClientRect(), b = tds[i] && tds[i].getBoundingClientRect();
+      if (b && Math.abs(a.left - b.left) > 1) out.push((t.id || t.className) + ": header " + th.innerText + " at x=" + a.left + ", its column at x=" + b.left);
+    });
+    for (const c of tds) {
+      const r = c.getBoundingClientRect();
+      if (r.right > window.innerWidth + 1) out.push((t.id || t.className) + ": cell " + c.className + " ends at x=" + r.right + " past the window (" + window.innerWidth + ")");
+    }
+  }
+  return out;
+})()`
+
+func TestDashboardEditorInChromium(t *testing.T) {
+	exe := chromium()
+	if exe == "" {
+		t.Skip("no Chromium found: install Debian's chromium (apt-get install -y chromium; .ci/run does this as root) to run the dashboard test")
+	}
+	e := newTestEnv(t)
+	e.cfg.BranchDrafts = true
+	// The server pushes draft branches to this working copy; it must not
+	// have them checked out (git refuses that).
+	e.g.Git("checkout", "-q", "-b", "scratch")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.WindowSize(1400, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	var mu sync.Mutex
+	var jsErrors []string
+	if err := chromedp.Listen(bctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			jsErrors = append(jsErrors, "exception: "+ev.ExceptionDetails.Text+" "+describeException(ev.ExceptionDetails))
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError {
+				var parts []string
+				for _, a := range ev.Args {
+					parts = append(parts, string(a.Value)+a.Description)
+				}
+				jsErrors = append(jsErrors, "console.error: "+strings.Join(parts, " "))
+			}
+		}
+	}); err != nil {
+		t.Fatalf("start Chromium (%s): %v", exe, err)
+	}
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(bctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	waitJS := func(what, expr string) {
+		t.Helper()
+		if _, err := chromedp.Run(bctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+			text, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('main').innerText`))
+			t.Fatalf("%s: waiting for %s: %v\npage shows:\n%s", what, expr, err, text)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(bctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q) || {}).textContent || ""`, sel)))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return s
+	}
+	shots := filepath.Join(os.TempDir(), "pv-dashboard-shots")
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var shotPaths []string
+	// widths screenshots a page at 1024, 1400 and 1920 px and fails on
+	// headers that misalign with their columns or cells off the window.
+	widths := func(page string) {
+		t.Helper()
+		for _, w := range []int64{1024, 1400, 1920} {
+			do("resize", chromedp.EmulateViewport(w, 900))
+			waitJS("layout at width", fmt.Sprintf("window.innerWidth === %d", w))
+			problems, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](layoutCheck))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range problems {
+				t.Errorf("%s at %d px: %s", page, w, p)
+			}
+			b, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+			if err != nil {
+				t.Fatalf("screenshot: %v", err)
+			}
+			p := filepath.Join(shots, fmt.Sprintf("%s-%d.png", page, w))
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			shotPaths = append(shotPaths, p)
+		}
+		do("reset size", chromedp.EmulateReset())
+	}
+
+	do("open", chromedp.Navigate(e.srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin-key")),
+		chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["admin"]), chromedp.Click(chromedp.CSS("#signin-submit")))
+	waitJS("prompt list", `document.querySelector('#prompt-list tr[data-key="greet"]') !== null`)
+
+	// The versions list (a draft row among them) fits at every width.
+	do("open greet", chromedp.Navigate(e.srv.URL+"/ui/#/p/greet"))
+	waitJS("greet versions", `document.querySelectorAll('#versions tr').length === 2`)
+	if got := text(`#versions tr[data-label="v1"] td.sha256`); len(got) != 12 {
+		t.Errorf("SHA-256 cell %q", got)
+	}
+	widths("versions")
+
+	// Clicking a version row opens its source with line numbers and metadata.
+	do("open v1", chromedp.Click(chromedp.CSS(`#versions tr[data-label="v1"] td.msg`)))
+	waitJS("version page", `!document.querySelector('#view-version').hidden && document.querySelectorAll('#version-source tr').length === 4`)
+	if got := text(`#version-source tr[data-line="4"]`); !strings.HasPrefix(got, "4") || !strings.Contains(got, "Hello {{ input }}") {
+		t.Errorf("source line 4 = %q", got)
+	}
+	if meta := text("#version-meta"); !strings.Contains(meta, "SHA-256") || !strings.Contains(meta, "prompts/greet.yaml") {
+		t.Errorf("metadata: %q", meta)
+	}
+	if f := text("#version-fields"); !strings.Contains(f, "gpt-4o") || !strings.Contains(f, "0.2") {
+		t.Errorf("parsed fields: %q", f)
+	}
+	widths("source")
+
+	// The audit log's version cells open versions too.
+	do("audit", chromedp.Click(chromedp.CSS("#nav-audit")))
+	waitJS("audit rows", `document.querySelector('#audit a[href*="?v=v1"]') !== null`)
+	widths("audit")
+
+	// Edit: an error shows at its line as you type, then the fix clears it.
+	do("edit from v1", chromedp.Navigate(e.srv.URL+"/ui/#/p/greet?v=v1"))
+	waitJS("version page", `document.querySelector('#version-edit') !== null`)
+	do("open the editor", chromedp.Click(chromedp.CSS("#version-edit")))
+	waitJS("editor", `!document.querySelector('#view-editor').hidden && document.querySelector('#editor').shadowRoot?.querySelector('.cm-content') != null`)
+	do("type an error", chromedp.Evaluate[chromedp.Void](`edit.cm.setValue("model: gpt-4o\ntemperature: 9\ntemplate: |\n  Hello {{ name }}, welcome.\n")`))
+	waitJS("problem at line 2", `document.querySelector('#editor-problems li[data-line="2"]') !== null && document.querySelector('#editor').shadowRoot?.querySelector('.cm-lintRange-error') != null`)
+	if got := text("#editor-problems"); !strings.Contains(got, "temperature") {
+		t.Errorf("problem list: %q", got)
+	}
+	widths("editor")
+	do("fix it", chromedp.Evaluate[chromedp.Void](`edit.cm.setValue("model: gpt-4o\ntemperature: 0.4\ntemplate: |\n  Hello {{ name }}, welcome.\n")`))
+	waitJS("no problems", `document.querySelectorAll('#editor-problems li').length === 0 && document.querySelector('#editor').shadowRoot?.querySelector('.cm-lintRange-error') == null`)
+
+	// Preview with variables.
+	do("variables", chromedp.Evaluate[chromedp.Void](`document.querySelector('#editor-vars').value = '{"name": "Ada"}'`),
+		chromedp.Click(chromedp.CSS("#editor-preview")))
+	waitJS("preview", `document.querySelector('#preview-out pre') !== null`)
+	if got := text("#preview-out pre"); strings.TrimSpace(got) != "Hello Ada, welcome." {
+		t.Errorf("preview = %q", got)
+	}
+
+	// Save the draft on a branch, stage it, read it with a test key.
+	do("save", chromedp.Evaluate[chromedp.Void](`document.querySelector('#editor-branch').value = 'welcome-ada'`),
+		chromedp.SendKeys(chromedp.CSS("#editor-message"), "Welcome by name"), chromedp.Click(chromedp.CSS("#editor-save")))
+	waitJS("saved", `document.querySelector('#editor-result').textContent.includes('Saved draft:welcome-ada')`)
+	if got := e.g.Git("log", "-1", "--format=%an %s", "welcome-ada"); got != "test admin Welcome by name" {
+		t.Errorf("branch commit: %q", got)
+	}
+	do("versions", chromedp.Navigate(e.srv.URL+"/ui/#/p/greet"))
+	waitJS("draft listed", `document.querySelector('#versions tr[data-label="draft:welcome-ada"] button[data-action="stage"]') !== null`)
+	do("stage the draft", chromedp.Click(chromedp.CSS(`#versions tr[data-label="draft:welcome-ada"] button[data-action="stage"]`)))
+	waitJS("confirm", `document.querySelector('#confirm-dialog').open`)
+	do("confirm", chromedp.Click(chromedp.CSS("#confirm-ok")))
+	waitJS("staged", `document.querySelector('#badge-staging').textContent === 'draft:welcome-ada'`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/v1/prompts/greet", nil)
+		req.Header.Set("Authorization", "Bearer "+e.keys["test"])
+		res, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Version string
+			Prompt  struct{ Template string }
+		}
+		json.NewDecoder(res.Body).Decode(&doc)
+		res.Body.Close()
+		if doc.Version == "draft:welcome-ada" && strings.Contains(doc.Prompt.Template, "Hello {{ name }}") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("test key reads %+v, want the staged draft", doc)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	widths("versions-with-draft")
+
+	mu.Lock()
+	if len(jsErrors) > 0 {
+		t.Errorf("script errors in the page:\n%s", strings.Join(jsErrors, "\n"))
+	}
+	mu.Unlock()
+	t.Logf("screenshots:\n%s", strings.Join(shotPaths, "\n"))
+	_ = gittest.Prompt
+}
