@@ -20,6 +20,7 @@ import (
 const (
 	lockClassWriter = 0x7076_0001 // transaction-level: one writer at a time
 	lockClassLeader = 0x7076_0002 // session-level: the instance that syncs
+	lockClassSync   = 0x7076_0003 // session-level: one sync at a time
 )
 
 // pgState is what the PostgreSQL engine needs beyond two database/sql pools.

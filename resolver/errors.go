@@ -25,6 +25,9 @@ var (
 	ErrMethodNotAllowed = errors.New("method not allowed")
 	// ErrNotReady: /readyz before the first sync.
 	ErrNotReady = errors.New("not ready: the first sync has not finished")
+	// ErrDatabaseDown: /readyz while the database does not answer (reads
+	// are still served from memory).
+	ErrDatabaseDown = errors.New("not ready: the database does not answer")
 )
 
 // errorTable is the only place a status is chosen. The first entry whose
@@ -47,6 +50,7 @@ var errorTable = []struct {
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
 	{ErrNotReady, http.StatusServiceUnavailable, "not_ready"},
+	{ErrDatabaseDown, http.StatusServiceUnavailable, "database_unreachable"},
 	{promptvault.ErrRender, http.StatusUnprocessableEntity, "render_failed"},
 	{promptvault.ErrBusy, http.StatusServiceUnavailable, "busy"},
 }

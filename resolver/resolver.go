@@ -130,6 +130,7 @@ type Handler struct {
 	router  *mux.Router
 	snap    atomic.Pointer[snapshot]
 	ready   atomic.Bool
+	leader  atomic.Bool
 	pinned  *pinnedCache
 	prompts *promptCache
 	// renderLimits bound every render; their Pool is shared.
@@ -223,7 +224,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // SetReady makes /readyz answer 200; serve calls it after the first sync.
 func (h *Handler) SetReady() { h.ready.Store(true) }
 
-var okBody = []byte(`{"status":"ok"}` + "\n")
+// SetLeader records whether this instance is the leader, for /readyz.
+func (h *Handler) SetLeader(on bool) { h.leader.Store(on) }
+
+// readyDBTimeout bounds /readyz's database check: a load balancer's probe
+// must get an answer, not hang on a dead connection.
+const readyDBTimeout = time.Second
+
+var (
+	okBody       = []byte(`{"status":"ok"}` + "\n")
+	readyLeader  = []byte(`{"status":"ok","leader":true}` + "\n")
+	readyFollows = []byte(`{"status":"ok","leader":false}` + "\n")
+)
 
 func (h *Handler) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSONBytes(w, okBody)
@@ -234,7 +246,21 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 		h.WriteError(w, r, ErrNotReady)
 		return
 	}
-	writeJSONBytes(w, okBody)
+	// Reads keep coming from memory while the database is away, but an
+	// instance that cannot see changes or take writes is taken out of the
+	// load balancer until it can.
+	ctx, cancel := context.WithTimeout(r.Context(), readyDBTimeout)
+	defer cancel()
+	if err := h.db.Ping(ctx); err != nil {
+		h.log.Warn("readyz: database", "err", err)
+		h.WriteError(w, r, ErrDatabaseDown)
+		return
+	}
+	if h.leader.Load() {
+		writeJSONBytes(w, readyLeader)
+	} else {
+		writeJSONBytes(w, readyFollows)
+	}
 }
 
 func writeJSONBytes(w http.ResponseWriter, b []byte) {

@@ -124,9 +124,15 @@ func (h *Handler) promptJSON(key, blob, sum string) (json.RawMessage, *promptvau
 	if c, ok := h.prompts.get(blob); ok {
 		return c.json, c.prompt, nil
 	}
-	data, err := h.repo.Blob(blob)
+	// The index holds every served file's bytes, so an instance whose own
+	// mirror is behind (a follower sharing a PostgreSQL database) serves
+	// what the leader indexed; the mirror is the fallback for rows the
+	// contents backfill has not reached yet.
+	data, err := h.db.Content(context.Background(), blob)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read blob %s: %w", blob, err)
+		if data, err = h.repo.Blob(blob); err != nil {
+			return nil, nil, fmt.Errorf("read blob %s: %w", blob, err)
+		}
 	}
 	if got := sha256.Sum256(data); sum != "" && hex.EncodeToString(got[:]) != sum {
 		return nil, nil, fmt.Errorf("blob %s has sha256 %x; the index says %s", blob, got, sum)

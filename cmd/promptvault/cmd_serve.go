@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -93,34 +94,50 @@ func (c *cli) serve(ctx context.Context, d *data, every time.Duration, ready fun
 	addr := ln.Addr().String()
 	c.log.Info("listening", "addr", "http://"+addr, "data", d.dir, "repo", d.repo, "branch", d.cfg.Branch)
 
+	var readyOnce sync.Once
+	setReady := func() {
+		readyOnce.Do(func() {
+			h.SetReady()
+			if ready != nil {
+				ready(addr)
+			}
+		})
+	}
+	s.Leader = append([]func(context.Context){func(ctx context.Context) { c.syncLoop(ctx, d, repo, every, setReady) }}, s.Leader...)
+
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- h.Run(ctx) }()
 	go func() {
-		first := true
-		t := time.NewTicker(every)
+		errc <- d.db.Lead(ctx, index.LeadOptions{OnChange: func(on bool) {
+			h.SetLeader(on)
+			metrics.SetLeader(on)
+			if d.db.Engine() == "postgres" {
+				c.log.Info("leadership", "leader", on)
+			}
+		}}, func(ctx context.Context) {
+			var wg sync.WaitGroup
+			for _, loop := range s.Leader {
+				wg.Go(func() { loop(ctx) })
+			}
+			wg.Wait()
+		})
+	}()
+	// A follower is ready once some instance has indexed the repository:
+	// it serves from the shared index and never syncs itself.
+	go func() {
+		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
-			if _, err := c.syncNow(ctx, d, repo); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				c.log.Error("sync", "err", err)
-			} else if first {
-				first = false
-				h.SetReady()
-				if ready != nil {
-					ready(addr)
-				}
-			}
-			wait := every
-			if first {
-				wait = 5 * time.Second // keep trying until the repository answers
+			var head string
+			err := d.db.View(ctx, func(tx *index.Tx) (err error) { head, err = tx.Meta(ctx, "head"); return err })
+			if err == nil && head != "" {
+				setReady()
+				return
 			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(wait):
 			case <-t.C:
 			}
 		}
@@ -144,12 +161,41 @@ func (c *cli) serve(ctx context.Context, d *data, every time.Duration, ready fun
 	return runErr
 }
 
+// syncLoop syncs now and every every, on the leader, calling ready after the
+// first sync that succeeds.
+func (c *cli) syncLoop(ctx context.Context, d *data, repo *gitstore.Repo, every time.Duration, ready func()) {
+	first := true
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if _, err := c.syncNow(ctx, d, repo); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Error("sync", "err", err)
+		} else if first {
+			first = false
+			ready()
+		}
+		wait := every
+		if first {
+			wait = 5 * time.Second // keep trying until the repository answers
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		case <-t.C:
+		}
+	}
+}
+
 // syncNow fetches and indexes under the data directory's sync lock.
-// Each call locks on a descriptor of its own (flockSync), not d.lock: the
+// Each call locks on a descriptor (and connection) of its own, not d.lock: the
 // sync loop, POST /v1/admin/sync and the webhook worker call it
 // concurrently, and a shared d.lock field would race.
 func (c *cli) syncNow(ctx context.Context, d *data, repo *gitstore.Repo) (res *index.SyncResult, err error) {
-	unlock, err := flockSync(d.dir)
+	unlock, err := syncLock(ctx, d)
 	if err != nil {
 		return nil, err
 	}

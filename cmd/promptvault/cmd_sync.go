@@ -164,7 +164,7 @@ func summarize(ctx context.Context, d *data, res *index.SyncResult, before int64
 
 // reindexNow fetches and rebuilds the index under the sync lock.
 func (c *cli) reindexNow(ctx context.Context, d *data, repo *gitstore.Repo) (*index.SyncResult, error) {
-	unlock, err := flockSync(d.dir)
+	unlock, err := syncLock(ctx, d)
 	if err != nil {
 		return nil, err
 	}

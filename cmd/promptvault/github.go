@@ -227,7 +227,7 @@ func githubServe(ctx context.Context, c *cli, s *server) error {
 	w, err := webhook.NewWorker(webhook.Options{
 		DB: s.Data.db, Repo: s.Repo, Config: s.Data.cfg, GitHub: g.client, App: g.app, Repository: served,
 		StagingLabel: g.stagingLabel, HoldLabel: g.holdLabel, ReconcileEvery: every,
-		Lock: func(context.Context) (func(), error) { return flockSync(s.Data.dir) }, Logger: s.Log,
+		Lock: func(ctx context.Context) (func(), error) { return syncLock(ctx, s.Data) }, Logger: s.Log,
 	})
 	if err != nil {
 		return err
@@ -245,11 +245,13 @@ func githubServe(ctx context.Context, c *cli, s *server) error {
 		mode = "GitHub " + g.owner + "/" + g.name
 	}
 	s.Log.Info("webhook enabled", "path", "/webhooks/github", "mode", mode, "auto_promote", s.Data.cfg.AutoPromote)
-	go func() {
+	// Any instance accepts deliveries into the shared inbox; only the
+	// leader processes them.
+	s.Leader = append(s.Leader, func(ctx context.Context) {
 		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
 			s.Log.Error("webhook worker stopped", "err", err)
 		}
-	}()
+	})
 	return nil
 }
 

@@ -42,6 +42,11 @@ type server struct {
 	// HTTP metrics must see every request, reads included, which are
 	// answered before the router).
 	Middleware []func(http.Handler) http.Handler
+	// Leader loops run only on the leader: of several instances sharing
+	// a PostgreSQL database exactly one at a time (always this one on
+	// SQLite). Their context ends when leadership is lost; they are
+	// started again if it is won back.
+	Leader []func(ctx context.Context)
 }
 
 // gitAuth, when a configHook sets it, supplies credentials for fetches.

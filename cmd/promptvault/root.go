@@ -90,7 +90,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		c.promptsCmd(), c.versionsCmd(), c.showCmd(),
 		c.promoteCmd(), c.rollbackCmd(), c.stagingCmd(), c.draftsCmd(),
 		c.settingsCmd(), c.auditCmd(), c.keysCmd(),
-		c.serveCmd(), c.demoCmd(),
+		c.serveCmd(), c.demoCmd(), c.migrateCmd(),
 	)
 	for _, h := range flagHooks {
 		h(c, root)
@@ -328,6 +328,23 @@ func flockSync(dir string) (func(), error) {
 		return nil, fmt.Errorf("sync lock: %w", err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// syncLock takes both sync locks a fetch-and-index needs: the data
+// directory's (its mirror) and the database's (on PostgreSQL, shared by
+// every instance and CLI on it; nothing more on SQLite). It returns their
+// release.
+func syncLock(ctx context.Context, d *data) (func(), error) {
+	unlock, err := flockSync(d.dir)
+	if err != nil {
+		return nil, err
+	}
+	unlockDB, err := d.db.SyncLock(ctx)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	return func() { unlockDB(); unlock() }, nil
 }
 
 // withRepo opens the data directory and its Git mirror for fn.

@@ -86,6 +86,10 @@ var (
 		Namespace: namespace, Name: "publish_oldest_pending_seconds",
 		Help: "Age of the oldest pending outbound webhook delivery (0: none pending).",
 	})
+	leader = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "leader",
+		Help: "1 while this instance is the one that syncs, reconciles and processes deliveries (always 1 on SQLite), else 0.",
+	})
 	sseSubscribers = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "sse_subscribers",
 		Help: "Open GET /v1/events streams.",
@@ -97,7 +101,7 @@ func init() {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		httpRequests, httpDuration, reads, renderErrors, renderWorkerExits, pointerMoves,
-		syncDuration, syncLastSuccess, webhookDeliveries, webhookQueue, sseSubscribers,
+		syncDuration, syncLastSuccess, webhookDeliveries, webhookQueue, sseSubscribers, leader,
 		publishDeliveries, publishQueue, publishOldest,
 	)
 	// Pre-create the fixed series so dashboards see zeros, not gaps, and
@@ -209,6 +213,15 @@ func WebhookDelivery(state string) {
 // SetWebhookQueueDepth reports the number of accepted deliveries waiting to
 // be processed.
 func SetWebhookQueueDepth(n int) { webhookQueue.Set(float64(n)) }
+
+// SetLeader reports whether this instance is the leader.
+func SetLeader(on bool) {
+	if on {
+		leader.Set(1)
+	} else {
+		leader.Set(0)
+	}
+}
 
 // PublishOutcomes are the outcome label values of publish_deliveries_total.
 var PublishOutcomes = []string{"delivered", "retry", "failed"}
