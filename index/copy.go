@@ -221,7 +221,7 @@ func (s *sqlRowSource) Next() bool {
 }
 
 func (s *sqlRowSource) Values() ([]any, error) { return s.vals, s.err }
-func (s *sqlRowSource) Err() error              { return s.err }
+func (s *sqlRowSource) Err() error             { return s.err }
 
 // resetIdentities moves every identity sequence of the schema past the
 // largest copied value, so the next insert continues the numbering.
