@@ -2,11 +2,13 @@ package resolver
 
 import (
 	"net/http"
+	"os"
 	"net/http/httptest"
 	"strconv"
 	"testing"
 
 	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/index/indextest"
 )
 
 // BenchmarkRead compares a read through the resolver with a handler that
@@ -28,10 +30,19 @@ func BenchmarkRead(b *testing.B) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(doc)))
 		w.Write(doc)
 	})
-	for _, bm := range []struct {
+	cases := []struct {
 		name string
 		h    http.Handler
-	}{{"baseline", fixed}, {"resolver", env.h}} {
+	}{{"baseline", fixed}, {"resolver", env.h}}
+	// Reads come from memory whatever the engine: on PostgreSQL they must
+	// cost what they cost on SQLite.
+	if os.Getenv(indextest.Env) != "" {
+		cases = append(cases, struct {
+			name string
+			h    http.Handler
+		}{"resolver-postgres", newTestEnvAt(b, Options{}, indextest.Postgres(b)).h})
+	}
+	for _, bm := range cases {
 		b.Run(bm.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(doc)))

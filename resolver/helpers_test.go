@@ -44,7 +44,7 @@ const (
 // resolver served by httptest, running its change loop.
 type testEnv struct {
 	work   string
-	dbPath string
+	dbPath string // the index: a SQLite file, or a PostgreSQL URL (newTestEnvAt)
 	repo   *gitstore.Repo
 	db     *index.DB
 	h      *Handler
@@ -59,6 +59,13 @@ type testEnv struct {
 // one key per env, and serves a resolver that runs until the test ends.
 func newTestEnv(tb testing.TB, opts Options) *testEnv {
 	tb.Helper()
+	return newTestEnvAt(tb, opts, "")
+}
+
+// newTestEnvAt is newTestEnv with the index at target (a postgres:// URL),
+// or in the temp dir when target is "".
+func newTestEnvAt(tb testing.TB, opts Options, target string) *testEnv {
+	tb.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
 		tb.Skip("git CLI not installed")
 	}
@@ -66,6 +73,9 @@ func newTestEnv(tb testing.TB, opts Options) *testEnv {
 	dir := tb.TempDir()
 	env := &testEnv{work: filepath.Join(dir, "work"), dbPath: filepath.Join(dir, "index.db"),
 		clock: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC), files: map[string]string{}}
+	if target != "" {
+		env.dbPath = target
+	}
 	if err := os.MkdirAll(env.work, 0o755); err != nil {
 		tb.Fatal(err)
 	}

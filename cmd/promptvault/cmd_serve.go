@@ -27,7 +27,13 @@ func (c *cli) serveCmd() *cobra.Command {
 run 'promptvault sync' (for example from a Git hook) to index at once.
 Changes made with the CLI on the same data directory (promote, rollback,
 staging, settings, keys) are served within milliseconds: serve polls the
-index for changes every 10 ms.`,
+index for changes every 10 ms.
+
+With --database postgres://… several serve instances (each with its own
+--data for its Git mirror) are one registry: any of them answers every
+request, PostgreSQL LISTEN/NOTIFY carries changes to all of them, and one
+leader, elected by an advisory lock, syncs, reconciles and processes
+webhook deliveries; /readyz says "leader": true on it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
