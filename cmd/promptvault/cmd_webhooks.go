@@ -78,11 +78,14 @@ func publishServe(ctx context.Context, c *cli, s *server) error {
 	if err != nil {
 		return err
 	}
-	go func() {
+	// Only the leader delivers (the outbox's leases would keep two
+	// instances from sending one delivery twice, but one sender keeps each
+	// endpoint's order and retry schedule simple).
+	s.Leader = append(s.Leader, func(ctx context.Context) {
 		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
 			s.Log.Error("outbound webhook delivery stopped", "err", err)
 		}
-	}()
+	})
 	return nil
 }
 
