@@ -43,18 +43,24 @@ func BenchmarkSyncFull(b *testing.B) {
 	if err := m.Fetch(ctx); err != nil {
 		b.Fatal(err)
 	}
-	i := 0
-	for b.Loop() {
-		i++
-		db, err := index.Open(ctx, filepath.Join(dir, fmt.Sprintf("index-%d.db", i)))
-		if err != nil {
-			b.Fatal(err)
+	// Named by engine: TestMain runs benchmarks once per engine too.
+	b.Run(engine, func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			i++
+			b.StopTimer()
+			target := newTarget(b, filepath.Join(dir, fmt.Sprint(i)))
+			b.StartTimer()
+			db, err := index.Open(ctx, target)
+			if err != nil {
+				b.Fatal(err)
+			}
+			res, err := db.Sync(ctx, m, index.Config{Branch: "main", PromptsDir: "prompts"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(len(res.Versions)), "versions")
+			db.Close()
 		}
-		res, err := db.Sync(ctx, m, index.Config{Branch: "main", PromptsDir: "prompts"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(float64(len(res.Versions)), "versions")
-		db.Close()
-	}
+	})
 }

@@ -99,5 +99,8 @@ func Target(t testing.TB, engine, dir string) string {
 	if engine == "postgres" {
 		return Postgres(t)
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	return filepath.Join(dir, "index.db")
 }
