@@ -1,21 +1,16 @@
 package admin
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-
-	"github.com/promptvault/promptvault/gitstore/gittest"
 )
 
 // layoutCheck is JavaScript that reports, for every visible table of the
@@ -43,64 +38,14 @@ const layoutCheck = `(() => {
 })()`
 
 func TestDashboardEditorInChromium(t *testing.T) {
-	exe := chromium()
-	if exe == "" {
-		t.Skip("no Chromium found: install Debian's chromium (apt-get install -y chromium; .ci/run does this as root) to run the dashboard test")
-	}
+	b := newBrowser(t, 1400)
+	bctx, do, waitJS, text := b.ctx, b.do, b.wait, b.text
 	e := newTestEnv(t)
 	e.cfg.BranchDrafts = true
 	// The server pushes draft branches to this working copy; it must not
 	// have them checked out (git refuses that).
 	e.g.Git("checkout", "-q", "-b", "scratch")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.WindowSize(1400, 900))
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	var mu sync.Mutex
-	var jsErrors []string
-	if err := chromedp.Listen(bctx, func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch ev := ev.(type) {
-		case *runtime.EventExceptionThrown:
-			jsErrors = append(jsErrors, "exception: "+ev.ExceptionDetails.Text+" "+describeException(ev.ExceptionDetails))
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.ConsoleAPICalledTypeError {
-				var parts []string
-				for _, a := range ev.Args {
-					parts = append(parts, string(a.Value)+a.Description)
-				}
-				jsErrors = append(jsErrors, "console.error: "+strings.Join(parts, " "))
-			}
-		}
-	}); err != nil {
-		t.Fatalf("start Chromium (%s): %v", exe, err)
-	}
-	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(bctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	waitJS := func(what, expr string) {
-		t.Helper()
-		if _, err := chromedp.Run(bctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
-			text, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('main').innerText`))
-			t.Fatalf("%s: waiting for %s: %v\npage shows:\n%s", what, expr, err, text)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q) || {}).textContent || ""`, sel)))
-		if err != nil {
-			t.Fatalf("read %s: %v", sel, err)
-		}
-		return s
-	}
 	shots := filepath.Join(os.TempDir(), "pv-dashboard-shots")
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
@@ -223,11 +168,6 @@ func TestDashboardEditorInChromium(t *testing.T) {
 	}
 	widths("versions-with-draft")
 
-	mu.Lock()
-	if len(jsErrors) > 0 {
-		t.Errorf("script errors in the page:\n%s", strings.Join(jsErrors, "\n"))
-	}
-	mu.Unlock()
+	b.checkErrors()
 	t.Logf("screenshots:\n%s", strings.Join(shotPaths, "\n"))
-	_ = gittest.Prompt
 }
