@@ -1,8 +1,12 @@
 package promptvault
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -128,4 +132,83 @@ func TestBenchPromptSize(t *testing.T) {
 	if n := len(benchPrompt); n < 1300 || n > 1800 {
 		t.Errorf("benchPrompt is %d bytes; want about 1.5 KB", n)
 	}
+}
+
+// FuzzTemplate parses a template and, when it parses, renders it with
+// variables decoded from the second input, as the server does (numbers as
+// json.Number). Parsing must never panic and must fail with a *Problems;
+// rendering must end (the sandbox's own checks, without a worker process
+// around it) with output or an error, never a panic.
+func FuzzTemplate(f *testing.F) {
+	for _, s := range [][2]string{
+		{"{{ x }}", `{"x": 1}`},
+		{"{% for i in l if i > 1 %}{{ loop.index }}{{ i * 2 }}{% endfor %}", `{"l": [1, 2, 3]}`},
+		{"{{ s|upper }} {{ s|title }} {{ s|tojson }}", `{"s": "grüße <b>"}`},
+		{"{{ n ** 3 // 7 % -2 }}", `{"n": 123456789012345678901234567890}`},
+		{"{% set ns = namespace(a=[]) %}{% do ns.a.append(ns) %}{{ ns }}", `{}`},
+		{"{{ d|dictsort|list }} {{ d.get('k', none) }}", `{"d": {"k": null, "a": [1.5, true]}}`},
+		{"{{ 'x' * n }}{{ [1] * n }}", `{"n": 99999999999}`},
+		{"{% if a %}{{ a|join(', ') }}{% else %}{{ b|default('?') }}{% endif %}", `{"a": [], "b": null}`},
+		{"{{ (1, 2)|list }}{{ range(3)|map('string')|join }}", `{}`},
+		{"{{ x|round(2, 'floor') }} {{ x|int }} {{ x|float }}", `{"x": -2.675}`},
+	} {
+		f.Add(s[0], []byte(s[1]))
+	}
+	f.Fuzz(func(t *testing.T, src string, vars []byte) {
+		tpl, err := ParseTemplate("template", src)
+		if err != nil {
+			var probs *Problems
+			if !errors.As(err, &probs) || len(probs.List) == 0 {
+				t.Fatalf("ParseTemplate error %#v, want a non-empty *Problems", err)
+			}
+			return
+		}
+		dec := json.NewDecoder(bytes.NewReader(vars))
+		dec.UseNumber()
+		var v map[string]any
+		if dec.Decode(&v) != nil {
+			v = map[string]any{}
+		}
+		p := &Prompt{templates: []MessageTemplate{{Role: "user", Template: tpl}}}
+		r, err := p.Render(context.Background(), v, Limits{Timeout: 50 * time.Millisecond, MaxSteps: 10_000, MaxOutput: 64 << 10})
+		if err == nil && len(r.Messages) != 1 {
+			t.Fatalf("rendered %d messages", len(r.Messages))
+		}
+		if err == nil && len(r.Messages[0].Content) > 64<<10 {
+			t.Fatalf("output of %d bytes passed the 64 KB bound", len(r.Messages[0].Content))
+		}
+	})
+}
+
+// FuzzKey checks that key parsing never panics, that KeyFromPath and
+// ValidateKey agree, and that a valid key maps back to itself.
+func FuzzKey(f *testing.F) {
+	for _, s := range []string{"support/summarize.yaml", "a.yml", "A.YAML", "../x.yaml", "a//b.yaml", "x.txt", "", "a/b/c.yaml", "é.yaml", "a-b_c.d/e.yaml"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, rel string) {
+		key, ok, err := KeyFromPath(rel)
+		if !ok {
+			if key != "" || err != nil {
+				t.Fatalf("KeyFromPath(%q) = %q, %v, %v", rel, key, ok, err)
+			}
+			return
+		}
+		if err != nil {
+			var probs *Problems
+			if !errors.As(err, &probs) || len(probs.List) != 1 {
+				t.Fatalf("KeyFromPath(%q) error %#v, want one problem", rel, err)
+			}
+			return
+		}
+		if err := ValidateKey(key); err != nil {
+			t.Fatalf("KeyFromPath(%q) = %q, which ValidateKey refuses: %v", rel, key, err)
+		}
+		if len(key) > MaxKeyLen {
+			t.Fatalf("key %q is longer than %d", key, MaxKeyLen)
+		}
+		if k2, ok2, err2 := KeyFromPath(key + ".yaml"); !ok2 || err2 != nil || k2 != key {
+			t.Fatalf("KeyFromPath(%q.yaml) = %q, %v, %v", key, k2, ok2, err2)
+		}
+	})
 }
