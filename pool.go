@@ -42,8 +42,10 @@ const (
 )
 
 // workerStartTimeout bounds how long a new worker may take to say it is
-// ready.
-const workerStartTimeout = 10 * time.Second
+// ready. Workers start at nice 10, so on a machine busy with other work
+// their start-up can take seconds; a render waiting for one that never
+// comes is answered 503 busy.
+const workerStartTimeout = 60 * time.Second
 
 // workerNice is the workers' scheduling priority: under contention reads
 // (nice 0) get about ten times their CPU share.
@@ -490,26 +492,30 @@ func (p *Pool) acquire(ctx context.Context) (*worker, error) {
 			p.opts.OnExit("start")
 		}
 		p.free <- nil
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, fmt.Errorf("%w: a render worker is still starting", ErrBusy)
+		}
 		return nil, fmt.Errorf("render worker did not start: %v %s", err, w.stderr.firstLine())
 	}
 	w.hello = true
 	return w, nil
 }
 
-// discard kills w and gives its slot a new worker, started at once so
-// that it is ready by the next render.
+// discard kills w and gives its slot a new worker before returning, so
+// the render that failed answers only once its slot is free again: a
+// client retrying at once finds a worker, not 503 busy. Starting is a
+// fork and exec; the new worker's start-up runs while the slot waits for
+// its next render.
 func (p *Pool) discard(w *worker, reason string) {
 	w.kill()
 	if p.opts.OnExit != nil {
 		p.opts.OnExit(reason)
 	}
-	go func() {
-		nw, err := p.start()
-		if err != nil {
-			nw = nil // the next render tries again, and reports the error
-		}
-		p.free <- nw
-	}()
+	nw, err := p.start()
+	if err != nil {
+		nw = nil // the next render tries again, and reports the error
+	}
+	p.free <- nw
 }
 
 // render runs one render on a worker, bounded by lim.Timeout from the

