@@ -3,7 +3,7 @@ GO       ?= go
 BIN      ?= bin/promptvault
 PKGS     := ./...
 
-.PHONY: all build test vet fmt-check sdk-test sdk-go-test sdk-python-test sdk-typescript-test bench bench-index bench-sdk demo clean vendor-editor
+.PHONY: all build test vet fmt-check sdk-test sdk-go-test sdk-python-test sdk-typescript-test bench bench-index bench-sdk demo clean vendor-editor fuzz
 
 all: build
 
