@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // jinjaCase is one template and its variables (JSON), rendered by both
@@ -335,7 +336,9 @@ func renderString(src, vars string) (string, error) {
 		return "", err
 	}
 	p := &Prompt{templates: []MessageTemplate{{Role: "user", Template: tpl}}}
-	r, err := p.Render(context.Background(), v, Limits{})
+	// A minute, not 100 ms: the comparison is of output, and a busy
+	// machine must not turn a match into a timeout.
+	r, err := p.Render(context.Background(), v, Limits{Timeout: time.Minute})
 	if err != nil {
 		return "", err
 	}
