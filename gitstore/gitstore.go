@@ -130,6 +130,9 @@ func Open(dir, url string, opts Options) (*Repo, error) {
 	return r, nil
 }
 
+// Dir is the mirror's directory.
+func (r *Repo) Dir() string { return r.dir }
+
 // normalizeURL makes a relative local path absolute: go-git's file
 // transport runs git-upload-pack in another directory.
 func normalizeURL(u string) string {

@@ -117,7 +117,7 @@ func newTestEnvAt(tb testing.TB, opts Options, target string) *testEnv {
 		env.keys[e] = env.createKey(tb, e)
 	}
 
-	opts.DB, opts.Repo = env.db, env.repo
+	opts.DB = env.db
 	env.h, err = New(ctx, opts)
 	if err != nil {
 		tb.Fatal(err)

@@ -157,10 +157,10 @@ func (h *Handler) pinnedDoc(ctx context.Context, key string, n int) (*doc, error
 		h.pinned.put(pk, d)
 		return nil, d.err
 	}
-	d := h.buildDoc(index.Pointer{Key: v.Key, Env: index.EnvLive, Number: v.Number, Commit: v.Commit, SHA256: v.SHA256,
+	d := h.buildDoc(ctx, index.Pointer{Key: v.Key, Env: index.EnvLive, Number: v.Number, Commit: v.Commit, SHA256: v.SHA256,
 		BlobSHA: v.BlobSHA, Message: v.Message, Author: v.Author, CreatedAt: v.CreatedAt}, index.EnvLive)
 	if d.err != nil {
-		return nil, d.err // possibly transient (a mirror being repacked): retry next time
+		return nil, d.err // possibly transient (content not yet backfilled): retry next time
 	}
 	h.pinned.put(pk, d)
 	return d, nil

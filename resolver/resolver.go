@@ -16,7 +16,7 @@
 // Mounting: Handler is the root http.Handler of the server. Other handlers
 // (admin API, webhook, metrics) are added to its gorilla/mux router:
 //
-//	h, err := resolver.New(ctx, resolver.Options{DB: db, Repo: repo, Logger: log})
+//	h, err := resolver.New(ctx, resolver.Options{DB: db, Logger: log})
 //	h.Router().PathPrefix("/v1/admin/").Handler(admin)
 //	h.Router().Handle("/webhooks/github", hook).Methods(http.MethodPost)
 //	go h.Run(ctx)
@@ -28,9 +28,10 @@
 // router instead, for callers that must own the router (reads then pay for
 // gorilla's matching).
 //
-// Resolver knows the index (pointers, versions, keys), gitstore (blobs by
-// SHA) and promptvault (parsing a blob into the "prompt" object); it writes
-// to the index only the keys' last-used times.
+// Resolver knows the index (pointers, versions, keys, file contents by blob
+// SHA) and promptvault (parsing a file into the "prompt" object), not Git:
+// serving needs no Git objects. It writes to the index only the keys'
+// last-used times.
 package resolver
 
 import (
@@ -47,7 +48,6 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/promptvault/promptvault"
-	"github.com/promptvault/promptvault/gitstore"
 	"github.com/promptvault/promptvault/index"
 	"github.com/promptvault/promptvault/resolver/metrics"
 )
@@ -90,7 +90,6 @@ var (
 // Options configures New.
 type Options struct {
 	DB     *index.DB
-	Repo   *gitstore.Repo
 	Logger *slog.Logger // nil: discard
 	// PollInterval is how often Run polls the index for changes
 	// (DefaultPollInterval when 0).
@@ -123,7 +122,6 @@ type Options struct {
 // for it to follow changes.
 type Handler struct {
 	db      *index.DB
-	repo    *gitstore.Repo
 	log     *slog.Logger
 	poll    time.Duration
 	touch   time.Duration
@@ -147,12 +145,11 @@ type Handler struct {
 // New loads every pointer, key and the staging switch from the index and
 // renders the documents reads are answered with.
 func New(ctx context.Context, opts Options) (*Handler, error) {
-	if opts.DB == nil || opts.Repo == nil {
-		return nil, errors.New("resolver: Options.DB and Options.Repo are required")
+	if opts.DB == nil {
+		return nil, errors.New("resolver: Options.DB is required")
 	}
 	h := &Handler{
 		db:      opts.DB,
-		repo:    opts.Repo,
 		log:     opts.Logger,
 		poll:    opts.PollInterval,
 		touch:   opts.TouchInterval,

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -575,3 +577,39 @@ type discardWriter struct {
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *discardWriter) WriteHeader(s int)           { w.status = s }
+
+// TestReadsNeverTouchGit deletes the Git mirror under a running resolver:
+// documents for pointers moved afterwards (live to another version, staging
+// to a draft, a pinned read) are built from the index's contents alone.
+func TestReadsNeverTouchGit(t *testing.T) {
+	env := newTestEnv(t, Options{})
+	env.repo.Close()
+	if err := os.RemoveAll(filepath.Join(filepath.Dir(env.dbPath), "mirror.git")); err != nil {
+		t.Fatal(err)
+	}
+	env.otherProcess(t, func(ctx context.Context, tx *index.Tx) error {
+		if _, err := tx.Rollback(ctx, "support/summarize", "v1", "cli"); err != nil {
+			return err
+		}
+		_, err := tx.SetStaging(ctx, "support/summarize", "draft:feature", "cli")
+		return err
+	})
+	for _, tt := range []struct{ keyEnv, path, want string }{
+		{index.KeyLive, "support/summarize", "v1"},
+		{index.KeyTest, "support/summarize", "draft:feature"},
+		{index.KeyLive, "support/summarize?version=v2", "v2"},
+	} {
+		eventually(t, within, func() string {
+			r := env.read(t, tt.keyEnv, tt.path)
+			if r.status != http.StatusOK {
+				return fmt.Sprintf("%s: %d %s", tt.path, r.status, r.body)
+			}
+			if b := decodeRead(t, r); b.Version != tt.want {
+				return tt.path + " still " + b.Version
+			} else if err := env.consistent(b); err != nil {
+				return err.Error()
+			}
+			return ""
+		})
+	}
+}

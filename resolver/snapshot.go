@@ -71,13 +71,13 @@ func source(p index.Pointer) index.Pointer {
 // buildDoc renders the document for pointer p as served to env. A failure
 // is kept in the doc (and logged) so the prompt answers 500 while the rest
 // keep serving; the next change to the prompt retries.
-func (h *Handler) buildDoc(p index.Pointer, env string) *doc {
+func (h *Handler) buildDoc(ctx context.Context, p index.Pointer, env string) *doc {
 	d := &doc{src: source(p)}
 	if p.Archived {
 		d.archived = true
 		return d
 	}
-	prompt, parsed, err := h.promptJSON(p.Key, p.BlobSHA, p.SHA256)
+	prompt, parsed, err := h.promptJSON(ctx, p.Key, p.BlobSHA, p.SHA256)
 	if err == nil {
 		d.prompt = parsed
 		d.body, err = renderDoc(p, env, prompt)
@@ -117,22 +117,17 @@ func encodeJSON(v any) ([]byte, error) {
 }
 
 // promptJSON is the "prompt" object of the file with blob SHA blob: read
-// from the mirror, checked against the indexed SHA-256, parsed; and the
-// parsed prompt, whose templates renders use. Results are cached by blob,
-// so a pointer flipping between two versions reparses nothing.
-func (h *Handler) promptJSON(key, blob, sum string) (json.RawMessage, *promptvault.Prompt, error) {
+// from the index's contents (never the Git mirror: serving needs no Git
+// objects), checked against the indexed SHA-256, parsed; and the parsed
+// prompt, whose templates renders use. Results are cached by blob, so a
+// pointer flipping between two versions reparses nothing.
+func (h *Handler) promptJSON(ctx context.Context, key, blob, sum string) (json.RawMessage, *promptvault.Prompt, error) {
 	if c, ok := h.prompts.get(blob); ok {
 		return c.json, c.prompt, nil
 	}
-	// The index holds every served file's bytes, so an instance whose own
-	// mirror is behind (a follower sharing a PostgreSQL database) serves
-	// what the leader indexed; the mirror is the fallback for rows the
-	// contents backfill has not reached yet.
-	data, err := h.db.Content(context.Background(), blob)
+	data, err := h.db.Content(ctx, blob)
 	if err != nil {
-		if data, err = h.repo.Blob(blob); err != nil {
-			return nil, nil, fmt.Errorf("read blob %s: %w", blob, err)
-		}
+		return nil, nil, fmt.Errorf("read content: %w", err)
 	}
 	if got := sha256.Sum256(data); sum != "" && hex.EncodeToString(got[:]) != sum {
 		return nil, nil, fmt.Errorf("blob %s has sha256 %x; the index says %s", blob, got, sum)
@@ -215,9 +210,9 @@ func (h *Handler) loadAllLocked(ctx context.Context) error {
 		}
 		switch p.Env {
 		case index.EnvLive:
-			e.live = h.docFor(p, prevDoc(prev, index.EnvLive))
+			e.live = h.docFor(ctx, p, prevDoc(prev, index.EnvLive))
 		case index.EnvStaging:
-			e.staging = h.docFor(p, prevDoc(prev, index.EnvStaging))
+			e.staging = h.docFor(ctx, p, prevDoc(prev, index.EnvStaging))
 		}
 	}
 	h.pinned.clear()
@@ -256,11 +251,11 @@ func prevDoc(e *entry, env string) *doc {
 
 // docFor returns old when it was built from the same pointer (and
 // succeeded), else a new document.
-func (h *Handler) docFor(p index.Pointer, old *doc) *doc {
+func (h *Handler) docFor(ctx context.Context, p index.Pointer, old *doc) *doc {
 	if old != nil && old.err == nil && old.src == source(p) {
 		return old
 	}
-	return h.buildDoc(p, p.Env)
+	return h.buildDoc(ctx, p, p.Env)
 }
 
 // apply rebuilds what changes touch: the documents of the prompts named by
@@ -347,10 +342,10 @@ func (h *Handler) apply(ctx context.Context, changes []index.Change) error {
 			prev := old.prompts[key]
 			e := &entry{}
 			if pr.live != nil {
-				e.live = h.docFor(*pr.live, prevDoc(prev, index.EnvLive))
+				e.live = h.docFor(ctx, *pr.live, prevDoc(prev, index.EnvLive))
 			}
 			if pr.staging != nil {
-				e.staging = h.docFor(*pr.staging, prevDoc(prev, index.EnvStaging))
+				e.staging = h.docFor(ctx, *pr.staging, prevDoc(prev, index.EnvStaging))
 			}
 			if e.live == nil && e.staging == nil {
 				delete(next.prompts, key)

@@ -85,7 +85,7 @@ func BenchmarkAccept(b *testing.B) {
 // prints the figure; it asserts only that the document arrives.
 func TestMergeToServedLatency(t *testing.T) {
 	e := newEnv(t, modeApp)
-	h, err := resolver.New(e.ctx, resolver.Options{DB: e.db, Repo: e.repo})
+	h, err := resolver.New(e.ctx, resolver.Options{DB: e.db})
 	if err != nil {
 		t.Fatal(err)
 	}

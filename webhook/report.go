@@ -104,11 +104,12 @@ func fieldsOf(p *promptvault.Prompt) (map[string]json.RawMessage, error) {
 }
 
 // parseBlob parses a blob as a prompt file; nil when absent or invalid.
-func (w *Worker) parseBlob(path, blob string) *promptvault.Prompt {
+// The content comes from the index, which sync filled with the draft row.
+func (w *Worker) parseBlob(ctx context.Context, path, blob string) *promptvault.Prompt {
 	if blob == "" {
 		return nil
 	}
-	data, err := w.repo.Blob(blob)
+	data, err := w.db.Content(ctx, blob)
 	if err != nil {
 		return nil
 	}
@@ -200,10 +201,10 @@ func (w *Worker) buildReport(ctx context.Context, src index.DraftSource) (report
 			var from *promptvault.Prompt
 			fromLabel := "(none)"
 			if r.isLive && !r.live.Archived {
-				from = w.parseBlob(r.draft.Path, r.live.BlobSHA)
+				from = w.parseBlob(ctx, r.draft.Path, r.live.BlobSHA)
 				fromLabel = r.live.Label()
 			}
-			to := w.parseBlob(r.draft.Path, r.draft.BlobSHA)
+			to := w.parseBlob(ctx, r.draft.Path, r.draft.BlobSHA)
 			changes, err := FieldDiff(from, to)
 			if err != nil {
 				return report{}, err

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/promptvault/promptvault"
-	"github.com/promptvault/promptvault/gitstore"
 	"github.com/promptvault/promptvault/resolver/admin"
 	"github.com/promptvault/promptvault/resolver/metrics"
 )
@@ -63,11 +62,12 @@ side-by-side rows.`,
 			if err := promptvault.ValidateKey(key); err != nil {
 				return err
 			}
-			var doc admin.DiffDoc
-			err := c.withRepo(ctx, false, func(d *data, repo *gitstore.Repo) (err error) {
-				doc, err = admin.DiffVersions(ctx, d.db, repo.Blob, key, args[1], args[2])
+			d, err := c.openData(ctx, false)
+			if err != nil {
 				return err
-			})
+			}
+			defer d.Close()
+			doc, err := admin.DiffVersions(ctx, d.db, key, args[1], args[2])
 			if err != nil {
 				return err
 			}

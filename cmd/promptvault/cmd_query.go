@@ -151,13 +151,10 @@ version is shown.`,
 			}
 			at := pointersAt(ptrs, v.Label)
 			var src []byte
-			if v.BlobSHA != "" {
-				repo, err := c.mirror(d)
-				if err != nil {
-					return err
-				}
-				defer repo.Close()
-				if src, err = repo.Blob(v.BlobSHA); err != nil {
+			if v.BlobSHA != "" && v.Size <= promptvault.MaxFileSize {
+				// From the index, not the mirror: the index keeps each
+				// version's content (except files over the size limit).
+				if src, err = d.db.Content(ctx, v.BlobSHA); err != nil {
 					return fmt.Errorf("read %s %s: %w", key, v.Label, err)
 				}
 			}

@@ -65,7 +65,7 @@ func (c *cli) serve(ctx context.Context, d *data, every time.Duration, ready fun
 	defer repo.Close()
 	pool := newRenderPool()
 	defer pool.Close()
-	h, err := resolver.New(ctx, resolver.Options{DB: d.db, Repo: repo, Logger: c.log,
+	h, err := resolver.New(ctx, resolver.Options{DB: d.db, Logger: c.log,
 		RenderTimeout: renderFlags.timeout, RenderMaxBytes: renderFlags.maxBytes, RenderPool: pool})
 	if err != nil {
 		return err

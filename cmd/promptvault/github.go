@@ -261,12 +261,7 @@ func githubRollbackPR(ctx context.Context, c *cli, d *data, v index.Version) (st
 	if !g.on {
 		return "", errors.New("rollback --open-pr needs GitHub mode (--github-token or --github-app-id)")
 	}
-	repo, err := c.mirror(d)
-	if err != nil {
-		return "", err
-	}
-	defer repo.Close()
-	content, err := repo.Blob(v.BlobSHA)
+	content, err := d.db.Content(ctx, v.BlobSHA)
 	if err != nil {
 		return "", fmt.Errorf("read %s %s: %w", v.Key, v.Label, err)
 	}

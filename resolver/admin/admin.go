@@ -65,7 +65,7 @@ var ErrNoSync = fmt.Errorf("%w: this server cannot sync", resolver.ErrNotReady)
 // Options configures New.
 type Options struct {
 	DB       *index.DB
-	Repo     *gitstore.Repo    // reads versions' sources
+	Repo     *gitstore.Repo    // commits the editor's drafts; sources and diffs come from the index
 	Resolver *resolver.Handler // checks API keys
 	Logger   *slog.Logger      // nil: discard
 	// Sync fetches and indexes now (POST /v1/admin/sync); nil answers 503.

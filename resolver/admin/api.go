@@ -406,11 +406,14 @@ func lookup(ctx context.Context, tx *index.Tx, key, label string) (index.Version
 	return tx.Version(ctx, key, label)
 }
 
-func (h *Handler) source(v index.Version) (string, error) {
-	if v.BlobSHA == "" {
+// source is a version's file as the index holds it ("" for a draft that
+// deletes the file, and for a file over the size limit, whose content the
+// index does not keep). Admin views never read the Git mirror.
+func source(ctx context.Context, tx *index.Tx, v index.Version) (string, error) {
+	if v.BlobSHA == "" || v.Size > promptvault.MaxFileSize {
 		return "", nil
 	}
-	b, err := h.repo.Blob(v.BlobSHA)
+	b, err := tx.Content(ctx, v.BlobSHA)
 	if err != nil {
 		return "", fmt.Errorf("read %s %s: %w", v.Key, v.Label, err)
 	}
@@ -421,6 +424,7 @@ func (h *Handler) getVersion(w http.ResponseWriter, r *http.Request, _ caller, p
 	ctx := r.Context()
 	var v index.Version
 	at := []string{}
+	var src string
 	err := h.db.View(ctx, func(tx *index.Tx) (err error) {
 		if v, err = lookup(ctx, tx, p.key, p.arg); err != nil {
 			return err
@@ -434,13 +438,9 @@ func (h *Handler) getVersion(w http.ResponseWriter, r *http.Request, _ caller, p
 				at = append(at, env)
 			}
 		}
-		return nil
+		src, err = source(ctx, tx, v)
+		return err
 	})
-	if err != nil {
-		resolver.WriteError(w, r, err)
-		return
-	}
-	src, err := h.source(v)
 	if err != nil {
 		resolver.WriteError(w, r, err)
 		return
@@ -468,32 +468,30 @@ type DiffDoc struct {
 	promptvault.Diff
 }
 
-// DiffVersions diffs the sources of two versions or drafts of key.
-func DiffVersions(ctx context.Context, db *index.DB, blob func(sha string) ([]byte, error), key, from, to string) (DiffDoc, error) {
+// DiffVersions diffs the sources of two versions or drafts of key, as the
+// index holds them.
+func DiffVersions(ctx context.Context, db *index.DB, key, from, to string) (DiffDoc, error) {
 	if from == "" || to == "" {
 		return DiffDoc{}, fmt.Errorf("%w: a diff needs two versions: from and to (vN or draft:NAME)", index.ErrInvalid)
 	}
 	var a, b index.Version
+	var src [2]string
 	err := db.View(ctx, func(tx *index.Tx) (err error) {
 		if a, err = lookup(ctx, tx, key, from); err != nil {
 			return err
 		}
-		b, err = lookup(ctx, tx, key, to)
-		return err
+		if b, err = lookup(ctx, tx, key, to); err != nil {
+			return err
+		}
+		for i, v := range []index.Version{a, b} {
+			if src[i], err = source(ctx, tx, v); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return DiffDoc{}, err
-	}
-	var src [2]string
-	for i, v := range []index.Version{a, b} {
-		if v.BlobSHA == "" {
-			continue
-		}
-		data, err := blob(v.BlobSHA)
-		if err != nil {
-			return DiffDoc{}, fmt.Errorf("read %s %s: %w", key, v.Label, err)
-		}
-		src[i] = string(data)
 	}
 	// Tab-separated labels, as diff -u puts dates there: patch and git apply
 	// read the path and ignore the rest.
@@ -503,7 +501,7 @@ func DiffVersions(ctx context.Context, db *index.DB, blob func(sha string) ([]by
 
 func (h *Handler) getDiff(w http.ResponseWriter, r *http.Request, _ caller, p params) {
 	q := r.URL.Query()
-	d, err := DiffVersions(r.Context(), h.db, h.repo.Blob, p.key, q.Get("from"), q.Get("to"))
+	d, err := DiffVersions(r.Context(), h.db, p.key, q.Get("from"), q.Get("to"))
 	if err != nil {
 		resolver.WriteError(w, r, err)
 		return

@@ -193,6 +193,7 @@ func TestVersionsDraftsFirstAndSearch(t *testing.T) {
 
 func TestVersionWithSource(t *testing.T) {
 	e := newTestEnv(t)
+	e.dropMirror(t) // sources come from the index
 	var v struct {
 		Version, Source, Commit string
 		Valid                   bool
@@ -238,6 +239,7 @@ func TestDiff(t *testing.T) {
 	e.g.Write("prompts/disjoint.yaml", "description: other\ntemperature: 1\nmessages:\n  - {role: user, content: \"{{ b }}\"}\n")
 	e.g.Commit("disjoint two")
 	e.sync(t)
+	e.dropMirror(t) // diffs read the index's contents
 
 	type diff struct {
 		Identical      bool

@@ -83,7 +83,7 @@ func newTestEnv(t testing.TB) *testEnv {
 		}
 	}
 
-	if e.res, err = resolver.New(ctx, resolver.Options{DB: e.db, Repo: e.repo, PollInterval: 5 * time.Millisecond}); err != nil {
+	if e.res, err = resolver.New(ctx, resolver.Options{DB: e.db, PollInterval: 5 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	rctx, cancel := context.WithCancel(ctx)
@@ -358,4 +358,15 @@ func commitFast(t testing.TB, g *gittest.Repo, key, prefix string, n int) {
 		t.Fatalf("git fast-import: %v\n%s", err, out)
 	}
 	g.Git("reset", "-q", "--hard", "main")
+}
+
+// dropMirror closes and deletes the Git mirror: what admin views show from
+// then on comes from the index alone.
+func (e *testEnv) dropMirror(t testing.TB) {
+	t.Helper()
+	dir := e.repo.Dir()
+	e.repo.Close()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
 }
