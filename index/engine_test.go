@@ -10,7 +10,9 @@ import (
 )
 
 // A write through another handle (another process or instance) reaches a
-// watcher: by data_version polling on SQLite, by NOTIFY on PostgreSQL.
+// watcher: woken by inotify on the WAL and confirmed by data_version on
+// SQLite, by NOTIFY on PostgreSQL. The fallback check is set past the
+// failure bound, so only a wake-up can pass.
 func TestWatchSeesWritesFromAnotherHandle(t *testing.T) {
 	e := threeVersions(t)
 	other := openDB(t, e.target)
@@ -23,7 +25,7 @@ func TestWatchSeesWritesFromAnotherHandle(t *testing.T) {
 	got := make(chan index.Change, 16)
 	done := make(chan error, 1)
 	go func() {
-		done <- e.db.Watch(ctx, from, 10*time.Millisecond, func(cs []index.Change) {
+		done <- e.db.Watch(ctx, from, index.WatchOptions{Fallback: time.Hour}, func(cs []index.Change) {
 			for _, c := range cs {
 				got <- c
 			}

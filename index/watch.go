@@ -2,7 +2,6 @@ package index
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 )
@@ -31,36 +30,92 @@ func (tx *Tx) TrimChanges(ctx context.Context) error {
 	return err
 }
 
-// Watch calls fn with every change after seq `from`, in order, until ctx
-// ends. It polls PRAGMA data_version on a connection of its own, which
-// changes on any commit by another connection or process and costs about
-// 2 µs, so a CLI write is seen within one interval without rereading tables.
+// DefaultWatchFallback is how long Watch waits for a wake-up before it
+// checks anyway: wake-ups are the fast path, this only bounds how late a
+// change is seen if one is lost.
+const DefaultWatchFallback = time.Second
+
+// pollWithoutNotifier is the check interval when the engine's wake-up
+// mechanism is unavailable (inotify instances exhausted, say), so changes
+// still arrive within the 50 ms the read path promises.
+const pollWithoutNotifier = 20 * time.Millisecond
+
+// Re-check delays after a wake-up that found no commit yet.
+const (
+	settleFirst = time.Millisecond
+	settleLast  = 256 * time.Millisecond
+)
+
+// WatchOptions tunes Watch.
+type WatchOptions struct {
+	// Fallback bounds the wait between checks when no wake-up arrives
+	// (DefaultWatchFallback when 0).
+	Fallback time.Duration
+	// Wake, when it receives, makes Watch check at once (a caller that
+	// knows it must catch up, such as a server declaring itself ready).
+	Wake <-chan struct{}
+}
+
+// notifier is how Watch learns that another connection or process may have
+// committed. Each engine has one; Watch itself is engine-neutral.
+type notifier interface {
+	// C receives after a possible commit elsewhere; it may fire
+	// spuriously. A nil channel means no wake-ups: Watch polls.
+	C() <-chan struct{}
+	// Changed cheaply reports whether anything was committed since its
+	// previous call (the first call reports true).
+	Changed(ctx context.Context) (bool, error)
+	Close() error
+}
+
+// Watch calls fn with every change after seq from, in order, until ctx
+// ends. It sleeps until the engine's notifier wakes it (SQLite: inotify on
+// the database's WAL, confirmed by PRAGMA data_version), Wake receives or
+// Fallback passes, so an idle server costs nothing while a CLI write is
+// seen within milliseconds.
 //
-// On PostgreSQL, LISTEN/NOTIFY replaces the poll (see watchPostgres) and
-// interval is unused.
-func (db *DB) Watch(ctx context.Context, from int64, interval time.Duration, fn func([]Change)) error {
+// On PostgreSQL, LISTEN/NOTIFY wakes it (see watchPostgres, which keeps its
+// own one-second catch-up and reconnects; opts is unused there).
+func (db *DB) Watch(ctx context.Context, from int64, opts WatchOptions, fn func([]Change)) error {
 	if db.pg != nil {
 		return db.watchPostgres(ctx, from, fn)
 	}
-	conn, err := db.r.Conn(ctx)
+	n, err := db.newNotifier(ctx)
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
-	defer conn.Close()
-	var last int64 = -1
-	t := time.NewTicker(interval)
+	defer n.Close()
+	wait := opts.Fallback
+	if wait <= 0 {
+		wait = DefaultWatchFallback
+	}
+	if n.C() == nil {
+		wait = min(wait, pollWithoutNotifier)
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
+	// A wake-up can come from the WAL write that precedes a commit's last
+	// step (the fsync, then the WAL index update that data_version reads):
+	// when it finds nothing committed yet, look again after 1, 2, 4 … 256 ms
+	// rather than waiting for the fallback.
+	var settle time.Duration
+	woken := true
 	for {
-		var v int64
-		if err := conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
+		changed, err := n.Changed(ctx)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("watch: data_version: %w", err)
+			return fmt.Errorf("watch: %w", err)
 		}
-		if v != last {
-			last = v
-			changes, err := readChanges(ctx, conn, from)
+		switch {
+		case changed:
+			settle = 0
+			var changes []Change
+			err := db.View(ctx, func(tx *Tx) (err error) {
+				changes, err = tx.ChangesSince(ctx, from)
+				return err
+			})
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -71,37 +126,29 @@ func (db *DB) Watch(ctx context.Context, from int64, interval time.Duration, fn 
 				from = changes[len(changes)-1].Seq
 				fn(changes)
 			}
+		case woken:
+			settle = settleFirst
+		case settle > 0:
+			if settle *= 2; settle > settleLast {
+				settle = 0
+			}
 		}
+		next := wait
+		if settle > 0 {
+			next = settle
+		}
+		t.Reset(next)
+		woken = false
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-n.C():
+			woken = true
+		case <-opts.Wake:
+			woken = true
 		case <-t.C:
 		}
 	}
-}
-
-func readChanges(ctx context.Context, conn *sql.Conn, from int64) ([]Change, error) {
-	var min int64
-	if err := conn.QueryRowContext(ctx, "SELECT coalesce(min(seq), 0) FROM changes").Scan(&min); err != nil {
-		return nil, err
-	}
-	rows, err := conn.QueryContext(ctx, "SELECT seq, kind, key FROM changes WHERE seq > ? ORDER BY seq", from)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Change
-	if min > from+1 && from > 0 {
-		out = append(out, Change{Seq: from, Kind: "reset"})
-	}
-	for rows.Next() {
-		var c Change
-		if err := rows.Scan(&c.Seq, &c.Kind, &c.Key); err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
 }
 
 // ChangesSince returns the changes after seq from, in order (a "reset"

@@ -23,8 +23,12 @@ var (
 	ErrTooLarge = errors.New("request too large")
 	// ErrMethodNotAllowed: the path exists, the method does not.
 	ErrMethodNotAllowed = errors.New("method not allowed")
-	// ErrNotReady: /readyz before the first sync.
-	ErrNotReady = errors.New("not ready: the first sync has not finished")
+	// ErrNotReady: /readyz before the first sync, or while a live pointer
+	// has no document.
+	ErrNotReady = errors.New("not ready")
+	// ErrUnavailable: a document that cannot be built yet (its content is
+	// not in the index); the server retries, so the client should too.
+	ErrUnavailable = errors.New("unavailable")
 	// ErrDatabaseDown: /readyz while the database does not answer (reads
 	// are still served from memory).
 	ErrDatabaseDown = errors.New("not ready: the database does not answer")
@@ -51,6 +55,7 @@ var errorTable = []struct {
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
 	{ErrNotReady, http.StatusServiceUnavailable, "not_ready"},
 	{ErrDatabaseDown, http.StatusServiceUnavailable, "database_unreachable"},
+	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{promptvault.ErrRender, http.StatusUnprocessableEntity, "render_failed"},
 	{promptvault.ErrBusy, http.StatusServiceUnavailable, "busy"},
 }
@@ -117,7 +122,7 @@ func writeError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err er
 	delete(hdr, "Content-Length")
 	hdr["Content-Type"] = hdrJSON
 	hdr["Cache-Control"] = hdrNoStore
-	if status == http.StatusServiceUnavailable && errors.Is(err, promptvault.ErrBusy) {
+	if status == http.StatusServiceUnavailable && (errors.Is(err, promptvault.ErrBusy) || errors.Is(err, ErrUnavailable)) {
 		hdr["Retry-After"] = []string{"1"}
 	}
 	if status == http.StatusUnauthorized {

@@ -58,11 +58,11 @@ const PromptsPrefix = "/v1/prompts/"
 
 // Defaults for Options.
 const (
-	// DefaultPollInterval is the change feed's poll: a PRAGMA
-	// data_version read, about 2 µs, so 100 a second cost nothing, and it
-	// bounds how late a pointer move reaches /v1/events subscribers (issue
-	// 6's goal: p99 under 50 ms; 50 ms measured p99 54 ms).
-	DefaultPollInterval  = 10 * time.Millisecond
+	// DefaultPollInterval is the change feed's fallback check. Changes
+	// arrive by wake-up (inotify on the index's WAL, confirmed by PRAGMA
+	// data_version) within milliseconds; this only bounds how late one is
+	// seen if a wake-up is lost, and costs nothing while idle.
+	DefaultPollInterval  = index.DefaultWatchFallback
 	DefaultTouchInterval = 10 * time.Second
 	DefaultPinnedDocs    = 1024
 )
@@ -91,8 +91,8 @@ var (
 type Options struct {
 	DB     *index.DB
 	Logger *slog.Logger // nil: discard
-	// PollInterval is how often Run polls the index for changes
-	// (DefaultPollInterval when 0).
+	// PollInterval is the longest Run waits for a change wake-up before it
+	// checks the index anyway (DefaultPollInterval when 0).
 	PollInterval time.Duration
 	// TouchInterval is how often Run writes keys' last-used times
 	// (DefaultTouchInterval when 0).
@@ -127,10 +127,15 @@ type Handler struct {
 	touch   time.Duration
 	router  *mux.Router
 	snap    atomic.Pointer[snapshot]
-	ready   atomic.Bool
+	ready   atomic.Bool  // SetReady was called
 	leader  atomic.Bool
-	pinned  *pinnedCache
-	prompts *promptCache
+	readyAt atomic.Int64 // the change position the snapshot must reach to be ready
+	// wakeCh makes the change watcher check at once; retryKick wakes the
+	// loop that rebuilds failed documents.
+	wakeCh    chan struct{}
+	retryKick chan struct{}
+	pinned    *pinnedCache
+	prompts   *promptCache
 	// renderLimits bound every render; their Pool is shared.
 	renderLimits promptvault.Limits
 	ownPool      bool // New made renderLimits.Pool, so Run closes it
@@ -149,12 +154,14 @@ func New(ctx context.Context, opts Options) (*Handler, error) {
 		return nil, errors.New("resolver: Options.DB is required")
 	}
 	h := &Handler{
-		db:      opts.DB,
-		log:     opts.Logger,
-		poll:    opts.PollInterval,
-		touch:   opts.TouchInterval,
-		pinned:  newPinnedCache(opts.PinnedDocs),
-		prompts: newPromptCache(4 * max(opts.PinnedDocs, DefaultPinnedDocs)),
+		db:        opts.DB,
+		log:       opts.Logger,
+		poll:      opts.PollInterval,
+		touch:     opts.TouchInterval,
+		pinned:    newPinnedCache(opts.PinnedDocs),
+		wakeCh:    make(chan struct{}, 1),
+		retryKick: make(chan struct{}, 1),
+		prompts:   newPromptCache(4 * max(opts.PinnedDocs, DefaultPinnedDocs)),
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -218,9 +225,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.router.ServeHTTP(w, r)
 }
 
-// SetReady makes /readyz answer 200; serve calls it after the first sync.
-func (h *Handler) SetReady() { h.ready.Store(true) }
-
 // SetLeader records whether this instance is the leader, for /readyz.
 func (h *Handler) SetLeader(on bool) { h.leader.Store(on) }
 
@@ -236,28 +240,6 @@ var (
 
 func (h *Handler) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSONBytes(w, okBody)
-}
-
-func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
-	if !h.ready.Load() {
-		h.WriteError(w, r, ErrNotReady)
-		return
-	}
-	// Reads keep coming from memory while the database is away, but an
-	// instance that cannot see changes or take writes is taken out of the
-	// load balancer until it can.
-	ctx, cancel := context.WithTimeout(r.Context(), readyDBTimeout)
-	defer cancel()
-	if err := h.db.Ping(ctx); err != nil {
-		h.log.Warn("readyz: database", "err", err)
-		h.WriteError(w, r, ErrDatabaseDown)
-		return
-	}
-	if h.leader.Load() {
-		writeJSONBytes(w, readyLeader)
-	} else {
-		writeJSONBytes(w, readyFollows)
-	}
 }
 
 func writeJSONBytes(w http.ResponseWriter, b []byte) {

@@ -416,7 +416,9 @@ func TestRoutes(t *testing.T) {
 	})
 	t.Run("readyz", func(t *testing.T) {
 		errorCode(t, env.get(t, http.MethodGet, "/readyz", ""), 503, "not_ready")
-		env.h.SetReady()
+		if err := env.h.SetReady(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 		if r := env.get(t, http.MethodGet, "/readyz", ""); r.status != 200 {
 			t.Errorf("after SetReady: %d %s", r.status, r.body)
 		}

@@ -23,7 +23,12 @@ import (
 type snapshot struct {
 	prompts map[string]*entry
 	keys    map[[32]byte]*apiKey
-	staging bool // the staging switch
+	staging bool  // the staging switch
+	seq     int64 // change feed position it reflects
+	// failing are the pointers whose document could not be built, each
+	// served by its previous good document if it had one (never by an
+	// error kept in its place: the retry loop rebuilds them).
+	failing map[failKey]*failure
 }
 
 // entry is one prompt's documents. Both are kept whatever the staging
@@ -37,7 +42,8 @@ type entry struct {
 type doc struct {
 	src      index.Pointer // what it was built from (AuditSeq, UpdatedAt zeroed)
 	archived bool          // the pointer marks a deletion: 404 prompt_archived
-	err      error         // building failed (reads answer 500) or, pinned, the version is invalid (422)
+	err      error         // building failed (reads answer 503, retried) or, pinned, the version is invalid (422)
+	cause    error         // why building failed, for the log
 	body     []byte
 	prompt   *promptvault.Prompt // parsed once per version: renders reuse its templates
 	etag     string              // strong entity tag, quoted
@@ -69,8 +75,9 @@ func source(p index.Pointer) index.Pointer {
 }
 
 // buildDoc renders the document for pointer p as served to env. A failure
-// is kept in the doc (and logged) so the prompt answers 500 while the rest
-// keep serving; the next change to the prompt retries.
+// is returned in the doc: the caller keeps the pointer's previous good
+// document instead, if there is one (docFor), and the retry loop tries
+// again; reads of a pointer with no good document answer 503, never 500.
 func (h *Handler) buildDoc(ctx context.Context, p index.Pointer, env string) *doc {
 	d := &doc{src: source(p)}
 	if p.Archived {
@@ -83,8 +90,9 @@ func (h *Handler) buildDoc(ctx context.Context, p index.Pointer, env string) *do
 		d.body, err = renderDoc(p, env, prompt)
 	}
 	if err != nil {
-		d.err = fmt.Errorf("build %s %s of %s: %w", env, p.Label(), p.Key, err)
-		h.log.Error("build document", logKey, p.Key, logEnv, env, logVersion, p.Label(), logCommit, p.Commit, "err", err)
+		// The cause (blob SHAs, parser text) is logged, not echoed.
+		d.cause = fmt.Errorf("build %s %s of %s: %w", env, p.Label(), p.Key, err)
+		d.err = fmt.Errorf("%w: %s %s of %q cannot be served yet; the server retries", ErrUnavailable, env, p.Label(), p.Key)
 		return d
 	}
 	sum := sha256.Sum256(d.body)
@@ -193,7 +201,8 @@ func (h *Handler) loadAllLocked(ctx context.Context) error {
 	if old == nil {
 		old = &snapshot{}
 	}
-	next := &snapshot{prompts: make(map[string]*entry, len(ptrs)), staging: staging}
+	next := &snapshot{prompts: make(map[string]*entry, len(ptrs)), staging: staging, seq: seq}
+	fails := newFailSet(old.failing)
 	var gone []*apiKey
 	if next.keys, gone, err = buildKeys(keys, old.keys); err != nil {
 		return err
@@ -210,15 +219,15 @@ func (h *Handler) loadAllLocked(ctx context.Context) error {
 		}
 		switch p.Env {
 		case index.EnvLive:
-			e.live = h.docFor(ctx, p, prevDoc(prev, index.EnvLive))
+			e.live = h.docFor(ctx, p, prevDoc(prev, index.EnvLive), fails)
 		case index.EnvStaging:
-			e.staging = h.docFor(ctx, p, prevDoc(prev, index.EnvStaging))
+			e.staging = h.docFor(ctx, p, prevDoc(prev, index.EnvStaging), fails)
 		}
 	}
 	h.pinned.clear()
 	h.retired = append(h.retired, gone...)
 	h.seq = seq
-	h.snap.Store(next)
+	h.publish(next, fails)
 	h.hub.checkKeys(next.keys)
 	h.hub.advance(audit)
 	return nil
@@ -250,17 +259,29 @@ func prevDoc(e *entry, env string) *doc {
 }
 
 // docFor returns old when it was built from the same pointer (and
-// succeeded), else a new document.
-func (h *Handler) docFor(ctx context.Context, p index.Pointer, old *doc) *doc {
+// succeeded), else a new document. When the new one cannot be built, a
+// good old one (the pointer's previous target) is kept and served, and the
+// failure is recorded in fails for the retry loop, /readyz and the metrics.
+func (h *Handler) docFor(ctx context.Context, p index.Pointer, old *doc, fails *failSet) *doc {
 	if old != nil && old.err == nil && old.src == source(p) {
 		return old
 	}
-	return h.buildDoc(ctx, p, p.Env)
+	d := h.buildDoc(ctx, p, p.Env)
+	if d.err == nil {
+		return d
+	}
+	if old != nil && old.err == nil {
+		fails.add(h, p, d, old)
+		return old
+	}
+	fails.add(h, p, d, nil)
+	return d
 }
 
 // apply rebuilds what changes touch: the documents of the prompts named by
 // pointer and draft changes, the key map on "keys", the staging switch on
-// "settings", everything on "reset" (the feed was trimmed past us).
+// "settings", everything on "reset" (the feed was trimmed past us) and on
+// "contents" (content that documents were waiting for may have arrived).
 func (h *Handler) apply(ctx context.Context, changes []index.Change) error {
 	if len(changes) == 0 {
 		return nil
@@ -277,14 +298,19 @@ func (h *Handler) apply(ctx context.Context, changes []index.Change) error {
 			reKeys = true
 		case c.Kind == index.ChangeSettings:
 			reSettings = true
-		case c.Kind == index.ChangeOutbox:
-			// outbound webhook queue (package publish): nothing served changes
-		case c.Kind != "reset" && c.Key != "":
+		case c.Kind != "reset" && c.Kind != index.ChangeContents && c.Key != "":
 			prompts[c.Key] = true // a kind added later: reread its prompt
 		default:
 			return h.loadAllLocked(ctx)
 		}
 	}
+	return h.rebuildLocked(ctx, prompts, reKeys, reSettings, changes[len(changes)-1].Seq)
+}
+
+// rebuildLocked rereads the pointers of prompts (and the keys, the staging
+// switch) and publishes a snapshot at change position seq. Needs
+// h.reloadMu.
+func (h *Handler) rebuildLocked(ctx context.Context, prompts map[string]bool, reKeys, reSettings bool, seq int64) error {
 	type pair struct{ live, staging *index.Pointer }
 	got := make(map[string]pair, len(prompts))
 	var keys []index.APIKey
@@ -336,16 +362,24 @@ func (h *Handler) apply(ctx context.Context, changes []index.Change) error {
 	}
 	old := h.snap.Load()
 	next := *old
+	next.seq = seq
+	fails := newFailSet(old.failing)
+	// Failures of prompts not reread here stand as they are.
+	for k, f := range old.failing {
+		if !prompts[k.key] {
+			fails.next[k] = f
+		}
+	}
 	if len(got) > 0 {
 		next.prompts = maps.Clone(old.prompts)
 		for key, pr := range got {
 			prev := old.prompts[key]
 			e := &entry{}
 			if pr.live != nil {
-				e.live = h.docFor(ctx, *pr.live, prevDoc(prev, index.EnvLive))
+				e.live = h.docFor(ctx, *pr.live, prevDoc(prev, index.EnvLive), fails)
 			}
 			if pr.staging != nil {
-				e.staging = h.docFor(ctx, *pr.staging, prevDoc(prev, index.EnvStaging))
+				e.staging = h.docFor(ctx, *pr.staging, prevDoc(prev, index.EnvStaging), fails)
 			}
 			if e.live == nil && e.staging == nil {
 				delete(next.prompts, key)
@@ -368,8 +402,8 @@ func (h *Handler) apply(ctx context.Context, changes []index.Change) error {
 		next.staging = staging
 		h.log.Info("settings reloaded", "staging_enabled", staging)
 	}
-	h.seq = changes[len(changes)-1].Seq
-	h.snap.Store(&next)
+	h.seq = seq
+	h.publish(&next, fails)
 	if reKeys {
 		h.hub.checkKeys(next.keys)
 	}
@@ -397,6 +431,12 @@ func (h *Handler) Run(ctx context.Context) error {
 		h.hub.run(ctx, h.db)
 	}()
 	defer func() { <-hubDone }()
+	retryDone := make(chan struct{})
+	go func() {
+		defer close(retryDone)
+		h.retryLoop(ctx)
+	}()
+	defer func() { <-retryDone }()
 	t := time.NewTicker(h.touch)
 	defer t.Stop()
 	for {
@@ -423,7 +463,8 @@ func (h *Handler) watch(ctx context.Context) {
 		h.reloadMu.Lock()
 		from := h.seq
 		h.reloadMu.Unlock()
-		err := h.db.Watch(ctx, from, h.poll, func(cs []index.Change) { h.applyRetry(ctx, cs) })
+		err := h.db.Watch(ctx, from, index.WatchOptions{Fallback: h.poll, Wake: h.wakeCh},
+			func(cs []index.Change) { h.applyRetry(ctx, cs) })
 		if ctx.Err() != nil {
 			return
 		}
@@ -432,6 +473,14 @@ func (h *Handler) watch(ctx context.Context) {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
 		}
+	}
+}
+
+// wake makes the watcher check the index at once.
+func (h *Handler) wake() {
+	select {
+	case h.wakeCh <- struct{}{}:
+	default:
 	}
 }
 

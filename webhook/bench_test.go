@@ -90,7 +90,9 @@ func TestMergeToServedLatency(t *testing.T) {
 		t.Fatal(err)
 	}
 	go h.Run(e.ctx)
-	h.SetReady()
+	if err := h.SetReady(e.ctx); err != nil {
+		t.Fatal(err)
+	}
 	var key index.CreatedKey
 	if err := e.db.Update(e.ctx, func(tx *index.Tx) error {
 		var err error

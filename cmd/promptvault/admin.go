@@ -16,9 +16,10 @@ import (
 	"github.com/promptvault/promptvault/resolver/metrics"
 )
 
-// pointerMovePoll is how often serve looks for pointer moves to count;
-// a counter a second late costs nothing.
-const pointerMovePoll = 500 * time.Millisecond
+// pointerMovePoll bounds how late serve counts a pointer move whose change
+// wake-up was lost; a counter seconds late costs nothing, polling an idle
+// index does.
+const pointerMovePoll = 5 * time.Second
 
 func init() {
 	serveHooks = append(serveHooks, adminServe)

@@ -103,7 +103,11 @@ func (c *cli) serve(ctx context.Context, d *data, every time.Duration, ready fun
 	var readyOnce sync.Once
 	setReady := func() {
 		readyOnce.Do(func() {
-			h.SetReady()
+			// /readyz says 200 once the documents reflect the index as it
+			// is now (the first sync's pointers included).
+			if err := h.SetReady(ctx); err != nil {
+				c.log.Error("set ready", "err", err)
+			}
 			if ready != nil {
 				ready(addr)
 			}

@@ -20,8 +20,9 @@ var pointerActions = map[string]bool{
 // log until ctx ends. Following the log, rather than counting in the admin
 // handlers, sees every mover (API, CLI in another process, webhook worker,
 // sync's auto-promotion) once, by the action it was audited with. Moves
-// made before the call are not counted.
-func CountPointerMoves(ctx context.Context, db *index.DB, interval time.Duration, log *slog.Logger) error {
+// made before the call are not counted. fallback bounds the wait for a
+// change wake-up (index.WatchOptions).
+func CountPointerMoves(ctx context.Context, db *index.DB, fallback time.Duration, log *slog.Logger) error {
 	var after int64
 	err := db.View(ctx, func(tx *index.Tx) error {
 		es, err := tx.AuditLog(ctx, 0, 1)
@@ -42,7 +43,7 @@ func CountPointerMoves(ctx context.Context, db *index.DB, interval time.Duration
 		return fmt.Errorf("count pointer moves: %w", err)
 	}
 	for ctx.Err() == nil {
-		err := db.Watch(ctx, from, interval, func(cs []index.Change) {
+		err := db.Watch(ctx, from, index.WatchOptions{Fallback: fallback}, func(cs []index.Change) {
 			from = cs[len(cs)-1].Seq
 			for {
 				var es []index.AuditEntry

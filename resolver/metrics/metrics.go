@@ -90,6 +90,14 @@ var (
 		Namespace: namespace, Name: "leader",
 		Help: "1 while this instance is the one that syncs, reconciles and processes deliveries (always 1 on SQLite), else 0.",
 	})
+	docFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "document_build_failures_total",
+		Help: "Live or staging pointers whose read document could not be built (content missing from the index, a file the parser now refuses), by env; counted once when a pointer starts failing, however often it is retried.",
+	}, []string{"env"})
+	docsFailing = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "documents_failing",
+		Help: "Pointers whose document cannot be built right now, by served: previous (the last good document is still served) or none (reads of it answer 503).",
+	}, []string{"served"})
 	sseSubscribers = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "sse_subscribers",
 		Help: "Open GET /v1/events streams.",
@@ -102,7 +110,7 @@ func init() {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		httpRequests, httpDuration, reads, renderErrors, renderWorkerExits, pointerMoves,
 		syncDuration, syncLastSuccess, webhookDeliveries, webhookQueue, sseSubscribers, leader,
-		publishDeliveries, publishQueue, publishOldest,
+		publishDeliveries, publishQueue, publishOldest, docFailures, docsFailing,
 	)
 	// Pre-create the fixed series so dashboards see zeros, not gaps, and
 	// the hot paths hold resolved counters.
@@ -123,6 +131,26 @@ func init() {
 	for _, r := range []string{"ok", "error"} {
 		syncDuration.WithLabelValues(r)
 	}
+	for _, e := range []string{"live", "staging"} {
+		docFailures.WithLabelValues(e)
+	}
+	SetDocumentsFailing(0, 0)
+}
+
+// DocumentBuildFailed counts a pointer of env ("live" or "staging") whose
+// document started failing to build.
+func DocumentBuildFailed(env string) {
+	if env != "staging" {
+		env = "live"
+	}
+	docFailures.WithLabelValues(env).Inc()
+}
+
+// SetDocumentsFailing reports how many pointers' documents cannot be built:
+// previous of them still serve their last good document, none serve nothing.
+func SetDocumentsFailing(previous, none int) {
+	docsFailing.WithLabelValues("previous").Set(float64(previous))
+	docsFailing.WithLabelValues("none").Set(float64(none))
 }
 
 // Handler serves the registry in the Prometheus text format.
