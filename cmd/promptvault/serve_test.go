@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/promptvault/promptvault/cmd/promptvault/pvtest"
+	"github.com/promptvault/promptvault/gitstore/gittest"
 )
 
 func binary(t testing.TB) string { return pvtest.Binary(t) }
@@ -174,4 +177,135 @@ func TestDemoBuildsARealisticSample(t *testing.T) {
 	ok(t, "demo", "--dir", dir, "--no-serve")
 	other := t.TempDir()
 	fails(t, "not made by demo", "demo", "--dir", other, "--no-serve")
+}
+
+// TestServeFollowsEveryCLIChange runs serve as a subprocess and makes every
+// kind of change from this process, as an operator's CLI would beside it:
+// a sync of new commits (auto-promoted on push), staging on a draft, the
+// draft's branch moving, promote, rollback, staging clear and a key
+// revocation. Each must be served within a second of the command
+// returning, and a reader hammering the server all along must never get a
+// 5xx.
+func TestServeFollowsEveryCLIChange(t *testing.T) {
+	g := sample(t)
+	data := filepath.Join(t.TempDir(), "data")
+	ok(t, "sync", "--data", data, "--repo", g.Dir)
+	liveID, live := createKey(t, data, "live")
+	_, test := createKey(t, data, "test")
+	srv := startServe(t, data)
+
+	// The reader: both prompts with both keys, in a loop, until the end.
+	var (
+		mu     sync.Mutex
+		bad    []string
+		reads  int
+		stopCh = make(chan struct{})
+		done   = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		hc := &http.Client{Timeout: 10 * time.Second}
+		for i := 0; ; i++ {
+			select {
+			case <-stopCh:
+				return
+			default:
+			}
+			key := []string{live, test}[i%2]
+			path := []string{"/v1/prompts/support/summarize", "/v1/prompts/greet"}[(i/2)%2]
+			req, _ := http.NewRequest("GET", srv.base+path, nil)
+			req.Header.Set("Authorization", "Bearer "+key)
+			resp, err := hc.Do(req)
+			if err != nil {
+				mu.Lock()
+				bad = append(bad, fmt.Sprintf("GET %s: %v", path, err))
+				mu.Unlock()
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			mu.Lock()
+			reads++
+			if resp.StatusCode >= 500 {
+				bad = append(bad, fmt.Sprintf("GET %s: %d %s", path, resp.StatusCode, body))
+			}
+			mu.Unlock()
+		}
+	}()
+	stop := func() {
+		select {
+		case <-stopCh:
+		default:
+			close(stopCh)
+		}
+		<-done
+	}
+	defer stop()
+
+	doc := func(key, path string) (int, map[string]any) { return srv.get(t, key, path) }
+	field := func(key, path, name string) string {
+		_, d := doc(key, path)
+		switch v := d[name].(type) {
+		case string:
+			return v
+		case map[string]any:
+			return fmt.Sprint(v["template"])
+		}
+		return ""
+	}
+	const summarize, greet = "/v1/prompts/support/summarize", "/v1/prompts/greet"
+	for _, step := range []struct {
+		name   string
+		change func()
+		served func() bool
+	}{
+		{"sync of a new commit, auto-promoted", func() {
+			g.Write("prompts/support/summarize.yaml", gittest.Prompt("Summarize in one line"))
+			g.Commit("One line")
+			ok(t, "sync", "--data", data)
+		}, func() bool {
+			return field(live, summarize, "version") == "v4" && strings.Contains(field(live, summarize, "prompt"), "one line")
+		}},
+		{"staging set to a draft", func() {
+			ok(t, "staging", "set", "greet", "draft:tone", "--data", data)
+		}, func() bool {
+			return field(test, greet, "version") == "draft:tone" && strings.Contains(field(test, greet, "prompt"), "Hi there")
+		}},
+		{"the draft's branch moves; staging follows", func() {
+			g.Git("checkout", "-q", "tone")
+			g.Write("prompts/greet.yaml", gittest.Prompt("Hey there"))
+			g.Commit("Even friendlier")
+			g.Git("checkout", "-q", "main")
+			ok(t, "sync", "--data", data)
+		}, func() bool { return strings.Contains(field(test, greet, "prompt"), "Hey there") }},
+		{"rollback", func() {
+			ok(t, "rollback", "support/summarize", "v1", "--data", data)
+		}, func() bool { return field(live, summarize, "version") == "v1" }},
+		{"promote", func() {
+			ok(t, "promote", "support/summarize", "v2", "--data", data)
+		}, func() bool { return field(live, summarize, "version") == "v2" }},
+		{"staging clear", func() {
+			ok(t, "staging", "clear", "greet", "--data", data)
+		}, func() bool { return field(test, greet, "env") == "live" && field(test, greet, "version") == "v1" }},
+		{"keys revoke", func() {
+			ok(t, "keys", "revoke", liveID, "--data", data)
+		}, func() bool { code, _ := doc(live, summarize); return code == http.StatusUnauthorized }},
+	} {
+		step.change()
+		start := time.Now()
+		for !step.served() {
+			if time.Since(start) > time.Second {
+				t.Fatalf("%s: not served within a second", step.name)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		t.Logf("%s: served after %v", step.name, time.Since(start).Round(time.Millisecond))
+	}
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bad) > 0 {
+		t.Errorf("%d of %d reads failed, first: %s", len(bad), reads, bad[0])
+	}
+	t.Logf("%d reads during the changes, none 5xx", reads)
 }
