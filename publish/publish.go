@@ -43,7 +43,9 @@ import (
 // Defaults of Options.
 const (
 	DefaultTimeout = 10 * time.Second
-	DefaultPoll    = 10 * time.Millisecond
+	// DefaultPoll is the change feed's fallback check: changes arrive by
+	// wake-up (index.Watch), so this only bounds a lost one.
+	DefaultPoll = index.DefaultWatchFallback
 	// jitter spreads retries by ±20% so endpoints recovering together are
 	// not hit by every queued retry at once.
 	jitter = 0.2
@@ -79,7 +81,7 @@ type Options struct {
 	// Schedule is the wait before each retry; after the last, a failing
 	// delivery is failed. Default DefaultSchedule. Tests shorten it.
 	Schedule []time.Duration
-	// Poll is how often the change feed is checked; default 10 ms.
+	// Poll bounds the wait for a change-feed wake-up (DefaultPoll when 0).
 	Poll time.Duration
 	// BaseURL is the dashboard's origin for links in Slack messages
 	// (e.g. https://prompts.example.com); empty leaves links out.
@@ -181,7 +183,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // (with its outbox rows) or an outbox change, from this or another process.
 func (w *Worker) watch(ctx context.Context, from int64) {
 	for ctx.Err() == nil {
-		err := w.db.Watch(ctx, from, w.poll, func(cs []index.Change) {
+		err := w.db.Watch(ctx, from, index.WatchOptions{Fallback: w.poll}, func(cs []index.Change) {
 			from = cs[len(cs)-1].Seq
 			w.Tickle()
 		})

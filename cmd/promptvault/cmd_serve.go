@@ -26,8 +26,9 @@ func (c *cli) serveCmd() *cobra.Command {
 (ready after the first sync). It syncs at start and every --reconcile-every;
 run 'promptvault sync' (for example from a Git hook) to index at once.
 Changes made with the CLI on the same data directory (promote, rollback,
-staging, settings, keys) are served within milliseconds: serve polls the
-index for changes every 10 ms.
+staging, settings, keys) are served within milliseconds: serve is woken by
+writes to the index (inotify on its WAL, or PostgreSQL NOTIFY) and checks
+once a second in case a wake-up is lost, so it idles without CPU.
 
 With --database postgres://… several serve instances (each with its own
 --data for its Git mirror) are one registry: any of them answers every
