@@ -63,10 +63,12 @@ fmt-check:
 # bench: Go benchmarks (each with its baseline in the same run), then
 # pvbench: indexing vs git log on a generated repository (PV_BENCH_PROMPTS x
 # PV_BENCH_COMMITS, default 2000 x 40000; generated once into $TMPDIR/pv-bench)
-# and serve vs a bare net/http server under wrk (needs wrk: apt-get install wrk).
+# serve's RSS, idle CPU and CLI-change -> read latency on that repository, and
+# serve vs a bare net/http server under wrk (needs wrk: apt-get install wrk).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 	$(GO) run ./cmd/pvbench index -bin $(BIN)
+	$(GO) run ./cmd/pvbench serve -bin $(BIN)
 	$(GO) run ./cmd/pvbench http -bin $(BIN)
 
 # bench-sdk: each SDK against a real serve: a cached get (ns/op beside a

@@ -3,6 +3,7 @@
 //
 //	pvbench index [flags]   full and incremental indexing vs git log --name-only
 //	pvbench http  [flags]   wrk against serve vs a bare net/http server
+//	pvbench serve [flags]   serve's RSS, idle CPU and CLI-change → read latency
 package main
 
 import (
@@ -12,7 +13,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: pvbench index|http [flags]")
+		fmt.Fprintln(os.Stderr, "usage: pvbench index|http|serve [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -21,8 +22,10 @@ func main() {
 		err = runIndex(os.Args[2:])
 	case "http":
 		err = runHTTP(os.Args[2:])
+	case "serve":
+		err = runServe(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown benchmark %q: want index or http", os.Args[1])
+		err = fmt.Errorf("unknown benchmark %q: want index, http or serve", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pvbench:", err)
