@@ -40,10 +40,14 @@ const DefaultWatchFallback = time.Second
 // still arrive within the 50 ms the read path promises.
 const pollWithoutNotifier = 20 * time.Millisecond
 
-// Re-check delays after a wake-up that found no commit yet.
+// After a wake-up Watch keeps checking every settleEvery for settleWindow:
+// the WAL write that wakes it precedes the commit's fsync and the WAL index
+// update that data_version reads (and a second transaction may be writing
+// behind the first), so the commit that caused the wake-up can become
+// visible only later. About 100 checks of 2 µs per burst of writes.
 const (
-	settleFirst = time.Millisecond
-	settleLast  = 256 * time.Millisecond
+	settleEvery  = 5 * time.Millisecond
+	settleWindow = 500 * time.Millisecond
 )
 
 // WatchOptions tunes Watch.
@@ -94,12 +98,7 @@ func (db *DB) Watch(ctx context.Context, from int64, opts WatchOptions, fn func(
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	// A wake-up can come from the WAL write that precedes a commit's last
-	// step (the fsync, then the WAL index update that data_version reads):
-	// when it finds nothing committed yet, look again after 1, 2, 4 … 256 ms
-	// rather than waiting for the fallback.
-	var settle time.Duration
-	woken := true
+	settleUntil := time.Now().Add(settleWindow)
 	for {
 		changed, err := n.Changed(ctx)
 		if err != nil {
@@ -108,9 +107,7 @@ func (db *DB) Watch(ctx context.Context, from int64, opts WatchOptions, fn func(
 			}
 			return fmt.Errorf("watch: %w", err)
 		}
-		switch {
-		case changed:
-			settle = 0
+		if changed {
 			var changes []Change
 			err := db.View(ctx, func(tx *Tx) (err error) {
 				changes, err = tx.ChangesSince(ctx, from)
@@ -126,26 +123,19 @@ func (db *DB) Watch(ctx context.Context, from int64, opts WatchOptions, fn func(
 				from = changes[len(changes)-1].Seq
 				fn(changes)
 			}
-		case woken:
-			settle = settleFirst
-		case settle > 0:
-			if settle *= 2; settle > settleLast {
-				settle = 0
-			}
 		}
 		next := wait
-		if settle > 0 {
-			next = settle
+		if time.Now().Before(settleUntil) {
+			next = settleEvery
 		}
 		t.Reset(next)
-		woken = false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-n.C():
-			woken = true
+			settleUntil = time.Now().Add(settleWindow)
 		case <-opts.Wake:
-			woken = true
+			settleUntil = time.Now().Add(settleWindow)
 		case <-t.C:
 		}
 	}
