@@ -54,9 +54,10 @@ const (
 	// maxDrain bounds how much of a response is read so the connection
 	// can be reused; larger bodies are dropped with the connection.
 	maxDrain = 64 << 10
-	// idleWait bounds how long the worker sleeps without news, in case a
-	// change-feed poll fails.
-	idleWait = time.Second
+	// idleWait bounds how long the worker sleeps without news. News comes
+	// by the change feed's wake-ups (index.Watch), so this is only a safety
+	// net, kept long so an idle serve does not query the outbox every second.
+	idleWait = 10 * time.Second
 )
 
 // DefaultSchedule is the wait before each retry: 8 attempts over about 24
