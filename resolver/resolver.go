@@ -127,7 +127,7 @@ type Handler struct {
 	touch   time.Duration
 	router  *mux.Router
 	snap    atomic.Pointer[snapshot]
-	ready   atomic.Bool  // SetReady was called
+	ready   atomic.Bool // SetReady was called
 	leader  atomic.Bool
 	readyAt atomic.Int64 // the change position the snapshot must reach to be ready
 	// wakeCh makes the change watcher check at once; retryKick wakes the
