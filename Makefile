@@ -14,7 +14,7 @@ build:
 # servers), including sdk/conformance, which runs the Go, Python and
 # TypeScript SDKs against a real serve; then each SDK's own suite.
 test: fmt-check vet sdk/typescript/node_modules
-	$(GO) test -count=1 $(PKGS)
+	$(GO) test -count=1 -timeout 25m $(PKGS)
 	$(MAKE) sdk-test
 
 # fuzz: each native fuzz target for FUZZTIME (their seed corpora, f.Add and
