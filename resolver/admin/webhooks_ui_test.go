@@ -1,13 +1,9 @@
 package admin
 
 import (
-	"context"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/promptvault/promptvault/index"
@@ -17,42 +13,9 @@ import (
 // endpoint (the secret is shown once), ping it, open its delivery log,
 // remove it; and the Slack messages' diff link opens that diff.
 func TestWebhooksPageInChromium(t *testing.T) {
-	exe := chromium()
-	if exe == "" {
-		t.Skip("no Chromium found: install Debian's chromium (apt-get install -y chromium; .ci/run does this as root)")
-	}
 	e := newTestEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.WindowSize(1440, 900))
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	var mu sync.Mutex
-	var jsErrors []string
-	if err := chromedp.Listen(bctx, func(ev any) {
-		if ev, ok := ev.(*runtime.EventExceptionThrown); ok {
-			mu.Lock()
-			jsErrors = append(jsErrors, ev.ExceptionDetails.Text+" "+describeException(ev.ExceptionDetails))
-			mu.Unlock()
-		}
-	}); err != nil {
-		t.Fatalf("start Chromium (%s): %v", exe, err)
-	}
-	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(bctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	waitJS := func(what, expr string) {
-		t.Helper()
-		if _, err := chromedp.Run(bctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
-			text, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('main').innerText`))
-			t.Fatalf("%s: waiting for %s: %v\npage shows:\n%s", what, expr, err, text)
-		}
-	}
+	b := newBrowser(t, 1440)
+	do, waitJS := b.do, b.wait
 
 	do("open the dashboard", chromedp.Navigate(e.srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin-key")))
 	do("sign in", chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["admin"]), chromedp.Click(chromedp.CSS("#signin-submit")))
@@ -85,9 +48,5 @@ func TestWebhooksPageInChromium(t *testing.T) {
 	do("diff link", chromedp.Navigate(e.srv.URL+"/ui/#/p/support/summarize?diff=v1..v2"))
 	waitJS("diff shown", `document.querySelector('#diff-summary').textContent.startsWith('v1 → v2')`)
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(jsErrors) > 0 {
-		t.Errorf("script errors in the page:\n%s", strings.Join(jsErrors, "\n"))
-	}
+	b.checkErrors()
 }
