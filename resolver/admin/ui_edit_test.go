@@ -2,10 +2,7 @@ package admin
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,70 +10,14 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// layoutCheck is JavaScript that reports, for every visible table of the
-// page, header cells that do not sit over their column (x of th vs x of
-// the first row's td) and cells that end past the window's right edge.
-const layoutCheck = `(() => {
-  const out = [];
-  for (const t of document.querySelectorAll('main table')) {
-    if (!t.offsetParent || !t.tHead) continue;
-    const ths = [...t.tHead.rows[0].cells].filter(c => c.offsetParent);
-    const row = [...t.tBodies[0].rows].find(r => r.cells.length === t.tHead.rows[0].cells.length);
-    if (!row) continue;
-    const tds = [...row.cells].filter(c => c.offsetParent);
-    if (ths.length !== tds.length) out.push((t.id || t.className) + ": " + ths.length + " header cells over " + tds.length + " columns");
-    ths.forEach((th, i) => {
-      const a = th.getBoundingClientRect(), b = tds[i] && tds[i].getBoundingClientRect();
-      if (b && Math.abs(a.left - b.left) > 1) out.push((t.id || t.className) + ": header " + th.innerText + " at x=" + a.left + ", its column at x=" + b.left);
-    });
-    for (const c of tds) {
-      const r = c.getBoundingClientRect();
-      if (r.right > window.innerWidth + 1) out.push((t.id || t.className) + ": cell " + c.className + " ends at x=" + r.right + " past the window (" + window.innerWidth + ")");
-    }
-  }
-  return out;
-})()`
-
 func TestDashboardEditorInChromium(t *testing.T) {
 	b := newBrowser(t, 1400)
-	bctx, do, waitJS, text := b.ctx, b.do, b.wait, b.text
+	do, waitJS, text, widths := b.do, b.wait, b.text, b.widths
 	e := newTestEnv(t)
 	e.cfg.BranchDrafts = true
 	// The server pushes draft branches to this working copy; it must not
 	// have them checked out (git refuses that).
 	e.g.Git("checkout", "-q", "-b", "scratch")
-
-	shots := filepath.Join(os.TempDir(), "pv-dashboard-shots")
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	var shotPaths []string
-	// widths screenshots a page at 1024, 1400 and 1920 px and fails on
-	// headers that misalign with their columns or cells off the window.
-	widths := func(page string) {
-		t.Helper()
-		for _, w := range []int64{1024, 1400, 1920} {
-			do("resize", chromedp.EmulateViewport(w, 900))
-			waitJS("layout at width", fmt.Sprintf("window.innerWidth === %d", w))
-			problems, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](layoutCheck))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, p := range problems {
-				t.Errorf("%s at %d px: %s", page, w, p)
-			}
-			b, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
-			if err != nil {
-				t.Fatalf("screenshot: %v", err)
-			}
-			p := filepath.Join(shots, fmt.Sprintf("%s-%d.png", page, w))
-			if err := os.WriteFile(p, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			shotPaths = append(shotPaths, p)
-		}
-		do("reset size", chromedp.EmulateReset())
-	}
 
 	do("open", chromedp.Navigate(e.srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin-key")),
 		chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["admin"]), chromedp.Click(chromedp.CSS("#signin-submit")))
@@ -169,5 +110,4 @@ func TestDashboardEditorInChromium(t *testing.T) {
 	widths("versions-with-draft")
 
 	b.checkErrors()
-	t.Logf("screenshots:\n%s", strings.Join(shotPaths, "\n"))
 }

@@ -1,102 +1,29 @@
 package admin
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/promptvault/promptvault/gitstore/gittest"
 )
-
-// chromium finds a Chromium or Chrome binary (Debian's chromium, installed
-// by .ci/run, first).
-func chromium() string {
-	for _, p := range []string{"/usr/lib/chromium/chromium", "/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	return ""
-}
 
 // TestDashboardInChromium drives the real dashboard in headless Chromium:
 // sign in, search versions, open a side-by-side diff, promote, roll back,
 // set staging, toggle the staging switch, read the audit log, sign out,
 // checking what the page shows and what the index then holds.
 func TestDashboardInChromium(t *testing.T) {
-	exe := chromium()
-	if exe == "" {
-		t.Skip("no Chromium found (tried /usr/lib/chromium/chromium, /usr/bin/chromium, chromium, google-chrome): " +
-			"install Debian's chromium (apt-get install -y chromium; .ci/run does this as root) to run the dashboard test")
-	}
 	e := newTestEnv(t)
 	e.g.Write("prompts/support/summarize.yaml", gittest.Prompt("Summarize warmly, with <care> & detail"))
 	e.g.Commit("Friendlier tone")
 	e.sync(t) // summarize: v1 Ada, v2 Grace, v3 invalid, v4 Ada; live v2
 
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.WindowSize(1440, 900))
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-
-	// Script errors (and CSP refusals, which surface as errors) fail the test.
-	var mu sync.Mutex
-	var jsErrors []string
-	if err := chromedp.Listen(bctx, func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch ev := ev.(type) {
-		case *runtime.EventExceptionThrown:
-			jsErrors = append(jsErrors, "exception: "+ev.ExceptionDetails.Text+" "+describeException(ev.ExceptionDetails))
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.ConsoleAPICalledTypeError {
-				var parts []string
-				for _, a := range ev.Args {
-					parts = append(parts, string(a.Value)+a.Description)
-				}
-				jsErrors = append(jsErrors, "console.error: "+strings.Join(parts, " "))
-			}
-		}
-	}); err != nil {
-		t.Fatalf("start Chromium (%s): %v", exe, err)
-	}
-
+	b := newBrowser(t, 1440)
+	bctx, do, waitJS, text := b.ctx, b.do, b.wait, b.text
 	start := time.Now()
-	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(bctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	// waitJS waits until the JavaScript expression is true.
-	waitJS := func(what, expr string) {
-		t.Helper()
-		if _, err := chromedp.Run(bctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
-			text, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('main').innerText`))
-			t.Fatalf("%s: waiting for %s: %v\npage shows:\n%s", what, expr, err, text)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q).textContent`, sel)))
-		if err != nil {
-			t.Fatalf("read %s: %v", sel, err)
-		}
-		return s
-	}
 	textIs := func(sel, want string) string {
 		return fmt.Sprintf(`document.querySelector(%q) && document.querySelector(%q).textContent.trim() === %q`, sel, sel, want)
 	}
@@ -104,21 +31,6 @@ func TestDashboardInChromium(t *testing.T) {
 		s, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`[...document.querySelectorAll('#versions tr')].map(r => r.dataset.label).join(',')`))
 		return s
 	}
-	shots := t.TempDir()
-	shot := func(name string) string {
-		t.Helper()
-		b, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)) // 100 gives a PNG; less, a JPEG
-		if err != nil {
-			t.Fatalf("screenshot %s: %v", name, err)
-		}
-		p := filepath.Join(shots, name)
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot: %s", p)
-		return p
-	}
-
 	// Sign in: a wrong key is refused on the page, the admin key gets in.
 	do("open the dashboard", chromedp.Navigate(e.srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin-key")))
 	do("sign in with a live key", chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["live"]), chromedp.Click(chromedp.CSS("#signin-submit")))
@@ -166,7 +78,7 @@ func TestDashboardInChromium(t *testing.T) {
 	if left != "  Summarize briefly {{ input }}" || right != "  Summarize warmly, with <care> & detail {{ input }}" {
 		t.Errorf("changed row: %q | %q (markup must show as text)", left, right)
 	}
-	diffShot := shot("dashboard-diff.png")
+	b.screenshot("dashboard-diff")
 
 	// Promote v4, then roll back to v1, confirming each in the dialog.
 	do("versions tab", chromedp.Click(chromedp.CSS("#tab-versions")),
@@ -196,7 +108,7 @@ func TestDashboardInChromium(t *testing.T) {
 	waitJS("confirm dialog", `document.querySelector('#confirm-dialog').open`)
 	do("confirm staging", chromedp.Click(chromedp.CSS("#confirm-ok")))
 	waitJS("staging is v4", textIs("#badge-staging", "v4"))
-	versionsShot := shot("dashboard-versions.png")
+	b.screenshot("dashboard-versions")
 
 	// Settings: switch staging off; the prompt page then says so.
 	do("settings", chromedp.Click(chromedp.CSS("#nav-settings")))
@@ -226,7 +138,7 @@ func TestDashboardInChromium(t *testing.T) {
 			t.Errorf("audit row %d = %q, want %s by %s", i, rows[i], want, actor)
 		}
 	}
-	auditShot := shot("dashboard-audit.png")
+	b.screenshot("dashboard-audit")
 
 	// What the page did is what the index holds.
 	var page vpage
@@ -241,26 +153,6 @@ func TestDashboardInChromium(t *testing.T) {
 	do("reload", chromedp.Reload())
 	waitJS("still signed out", `!document.querySelector('#view-signin').hidden && document.querySelector('#top').hidden`)
 
-	mu.Lock()
-	if len(jsErrors) > 0 {
-		t.Errorf("script errors in the page:\n%s", strings.Join(jsErrors, "\n"))
-	}
-	mu.Unlock()
-	t.Logf("browser session took %v; screenshots: %s, %s, %s", time.Since(start).Round(time.Millisecond), versionsShot, diffShot, auditShot)
-	// Keep a copy where a reviewer can find it after the temp dir is gone.
-	for src, dst := range map[string]string{versionsShot: "/tmp/pv-dashboard.png", diffShot: "/tmp/pv-dashboard-diff.png"} {
-		if b, err := os.ReadFile(src); err == nil {
-			if err := os.WriteFile(dst, b, 0o644); err == nil {
-				t.Logf("copied %s to %s", filepath.Base(src), dst)
-			}
-		}
-	}
-}
-
-func describeException(d *runtime.ExceptionDetails) string {
-	if d == nil || d.Exception == nil {
-		return ""
-	}
-	b, _ := json.Marshal(d.Exception.Description)
-	return string(b)
+	b.checkErrors()
+	t.Logf("browser session took %v", time.Since(start).Round(time.Millisecond))
 }
