@@ -3,6 +3,8 @@ package admin
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +111,88 @@ func TestDashboardEditorInChromium(t *testing.T) {
 	}
 	widths("versions-with-draft")
 
+	b.checkErrors()
+}
+
+// TestRollbackContinueInEditor: the rollback dialog offers to continue
+// from the older version in the editor instead of rolling back; the editor
+// shows that version's exact source under a suggested draft name, and
+// saving it makes a draft (a commit on a new branch from the tracked
+// branch) holding that content, while live stays where it was.
+func TestRollbackContinueInEditor(t *testing.T) {
+	b := newBrowser(t, 1400)
+	do, waitJS, text := b.do, b.wait, b.text
+	e := newTestEnv(t) // support/summarize: v1, v2 (live), v3 invalid
+	// The server pushes draft branches to this working copy; it must not
+	// have them checked out (git refuses that).
+	e.g.Git("checkout", "-q", "-b", "scratch")
+	var v1 struct{ Source, Commit string }
+	e.get(t, "/v1/admin/prompts/support/summarize/versions/v1").decode(t, &v1)
+	if v1.Source == "" {
+		t.Fatal("v1 has no source")
+	}
+
+	do("open", chromedp.Navigate(e.srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin-key")),
+		chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["admin"]), chromedp.Click(chromedp.CSS("#signin-submit")))
+	waitJS("prompt list", `document.querySelector('#prompt-list tr[data-key="support/summarize"]') !== null`)
+	do("open summarize", chromedp.Navigate(e.srv.URL+"/ui/#/p/support/summarize"))
+	waitJS("versions", `document.querySelector('#versions tr[data-label="v1"] button[data-action="rollback"]') !== null`)
+
+	// The rollback dialog offers the editor beside rolling back.
+	do("rollback v1", chromedp.Click(chromedp.CSS(`#versions tr[data-label="v1"] button[data-action="rollback"]`)))
+	waitJS("confirm dialog", `document.querySelector('#confirm-dialog').open && !document.querySelector('#confirm-extra').hidden`)
+	if got := text("#confirm-extra"); got != "Continue from v1 in the editor" {
+		t.Errorf("third button says %q", got)
+	}
+	b.screenshot("rollback-dialog")
+	do("continue in the editor", chromedp.Click(chromedp.CSS("#confirm-extra")))
+	waitJS("editor", `!document.querySelector('#view-editor').hidden && edit.cm != null && document.querySelector('#editor-from').textContent.includes('v1')`)
+	got, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`edit.cm.getValue()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != v1.Source {
+		t.Errorf("editor holds\n%q\nwant v1's source\n%q", got, v1.Source)
+	}
+	branch, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector('#editor-branch').value`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^summarize-from-v1-\d{12}$`).MatchString(branch) {
+		t.Errorf("suggested draft name %q, want summarize-from-v1-YYYYMMDDHHMM", branch)
+	}
+	var page vpage
+	e.get(t, "/v1/admin/prompts/support/summarize/versions").decode(t, &page)
+	if page.Live == nil || *page.Live != "v2" {
+		t.Errorf("choosing the editor moved live to %v", page.Live)
+	}
+
+	// Save it as it is: the draft holds v1's exact content.
+	waitJS("valid", `!document.querySelector('#editor-save').disabled`)
+	do("save", chromedp.SendKeys(chromedp.CSS("#editor-message"), "Back to the v1 wording"), chromedp.Click(chromedp.CSS("#editor-save")))
+	waitJS("saved", `document.querySelector('#editor-result').textContent.includes('Saved draft:`+branch+`')`)
+	if got := e.g.Git("show", branch+":prompts/support/summarize.yaml"); got != strings.TrimSuffix(v1.Source, "\n") {
+		t.Errorf("branch %s holds\n%q\nwant\n%q", branch, got, v1.Source)
+	}
+	if parent, main := e.g.Git("rev-parse", branch+"^"), e.g.Git("rev-parse", "main"); parent != main {
+		t.Errorf("the draft's commit sits on %s, want the tracked branch's head %s", parent, main)
+	}
+	do("versions", chromedp.Navigate(e.srv.URL+"/ui/#/p/support/summarize"))
+	label := "draft:" + branch
+	waitJS("draft listed", `document.querySelector('#versions tr[data-label="`+label+`"]') !== null`)
+	do("open the draft", chromedp.Click(chromedp.CSS(`#versions tr[data-label="`+label+`"] td.msg`)))
+	waitJS("draft page", `!document.querySelector('#view-version').hidden && document.querySelector('#version-label').textContent === '`+label+`'`)
+	lines, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#version-source td.code')].map(c => c.textContent)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(lines, "\n") + "\n"; got != v1.Source {
+		t.Errorf("the draft's source page shows\n%q\nwant\n%q", got, v1.Source)
+	}
+	var d struct{ Source string }
+	e.get(t, "/v1/admin/prompts/support/summarize/versions/"+url.PathEscape(label)).decode(t, &d)
+	if d.Source != v1.Source {
+		t.Errorf("the index holds %q for %s, want v1's source", d.Source, label)
+	}
 	b.checkErrors()
 }

@@ -109,15 +109,24 @@ function fail(e) {
   toast(e.message || String(e), "error");
 }
 
-// confirmAction asks before a change; resolves true on Confirm.
-function confirmAction(title, text, okLabel) {
+// confirmAction asks before a change; resolves true on Confirm. extra,
+// when given ({label, title, run}), is a third button that closes the
+// dialog, does not confirm, and runs extra.run instead.
+function confirmAction(title, text, okLabel, extra) {
   const d = $("confirm-dialog");
   $("confirm-title").textContent = title;
   $("confirm-text").textContent = text;
   $("confirm-ok").textContent = okLabel || "Confirm";
+  const x = $("confirm-extra");
+  x.hidden = !extra;
+  x.textContent = extra ? extra.label : "";
+  x.title = extra && extra.title ? extra.title : "";
   d.returnValue = "";
   return new Promise((resolve) => {
-    d.addEventListener("close", () => resolve(d.returnValue === "ok"), { once: true });
+    d.addEventListener("close", () => {
+      if (extra && d.returnValue === "extra") extra.run();
+      resolve(d.returnValue === "ok");
+    }, { once: true });
     d.showModal();
   });
 }
@@ -386,8 +395,8 @@ function applyUnifiedToggle() {
 
 // ---- actions ----
 
-async function change(title, text, okLabel, method, path, body, done) {
-  if (!(await confirmAction(title, text, okLabel))) return;
+async function change(title, text, okLabel, method, path, body, done, extra) {
+  if (!(await confirmAction(title, text, okLabel, extra))) return;
   try {
     const res = await api(method, path, body);
     toast(done(res));
@@ -407,9 +416,15 @@ function promote(v) {
     "Promote", "POST", promptPath(state.key, "/promote"), { version: v.version }, (r) => describe(r, "Live"));
 }
 
+// rollback also offers to continue from the older version in the editor
+// instead: its text becomes a draft on a new branch, reviewed and merged
+// like any edit, so the tracked branch does not drift from live.
 function rollback(v) {
-  return change("Roll back to " + v.version + "?", `Live of ${state.key} goes back from ${state.page.live} to ${v.version}. Newer versions stay in history and can be promoted again.`,
-    "Roll back", "POST", promptPath(state.key, "/rollback"), { version: v.version }, (r) => describe(r, "Live"));
+  const key = state.key;
+  const cont = { label: "Continue from " + v.version + " in the editor", title: "Open " + v.version + "'s source in the editor to save it as a draft instead; live does not move",
+    run: () => { location.hash = "#/edit/" + key + "?from=" + encodeURIComponent(v.version); } };
+  return change("Roll back to " + v.version + "?", `Live of ${key} goes back from ${state.page.live} to ${v.version}. Newer versions stay in history and can be promoted again. Or continue from ${v.version} in the editor: its text becomes a draft you can change and merge.`,
+    "Roll back", "POST", promptPath(key, "/rollback"), { version: v.version }, (r) => describe(r, "Live"), cont);
 }
 
 function setStaging(v) {

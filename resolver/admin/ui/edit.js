@@ -95,6 +95,10 @@ input_schema:
   required: [question]
 `;
 
+// stamp is the time as YYYYMMDDHHMM (UTC), to keep suggested branch names
+// apart.
+function stamp() { return new Date().toISOString().slice(0, 16).replace(/[-:T]/g, ""); }
+
 function editorKey() { return edit.key || $("editor-key").value.trim(); }
 
 async function openEditor(key, from) {
@@ -114,14 +118,21 @@ async function openEditor(key, from) {
     const v = await api("GET", promptPath(key, "/versions/" + encodeURIComponent(from)));
     source = v.source;
     // Editing a draft continues its branch; editing a version starts a
-    // new branch from the tracked branch.
+    // new branch from the tracked branch (base "" = its head when saved),
+    // named for where it came from.
     edit.base = v.draft ? v.commit : "";
-    $("editor-branch").value = v.draft && !/^draft:pr-\d+$/.test(v.version) ? v.version.replace(/^draft:/, "") : "";
-    $("editor-from").textContent = `Starting from ${v.version} (commit ${shortSHA(v.commit)}).`;
+    if (v.draft) {
+      $("editor-branch").value = /^draft:pr-\d+$/.test(v.version) ? "" : v.version.replace(/^draft:/, "");
+      $("editor-from").textContent = `Starting from ${v.version} (commit ${shortSHA(v.commit)}); Save draft adds a commit to it.`;
+    } else {
+      $("editor-branch").value = key.split("/").pop().replace(/\.{2,}/g, ".").slice(0, 40) + "-from-" + v.version + "-" + stamp();
+      $("editor-from").textContent = `Starting from ${v.version} (commit ${shortSHA(v.commit)}). Save draft commits this text on a new branch ` +
+        `from the tracked branch, so it is reviewed and merged like any edit and becomes the next version.`;
+    }
   } else {
     $("editor-branch").value = "";
   }
-  if (!$("editor-branch").value) $("editor-branch").value = "edit-" + new Date().toISOString().slice(0, 16).replace(/[-:T]/g, "");
+  if (!$("editor-branch").value) $("editor-branch").value = "edit-" + stamp();
   if (!edit.cm) {
     edit.cm = PVEditor.create($("editor"), { doc: source, onChange: scheduleValidate });
   } else {
