@@ -28,6 +28,7 @@ import (
 	"github.com/promptvault/promptvault/gitstore"
 	"github.com/promptvault/promptvault/gitstore/gittest"
 	"github.com/promptvault/promptvault/index"
+	"github.com/promptvault/promptvault/webhook/githubtest"
 )
 
 const (
@@ -109,7 +110,7 @@ type fakeGitHub struct {
 	calls       []string // "METHOD path"
 	failNext    map[string]int
 	clock       *fakeClock
-	spec        *apiSpec
+	spec        *githubtest.Spec
 	// fault, when set, may answer a call instead of the API (chaos).
 	fault func(w http.ResponseWriter, r *http.Request) bool
 	// rateLimitNext answers the next n calls with a rate limit of kind
@@ -221,49 +222,9 @@ func (f *fakeGitHub) now() time.Time {
 }
 
 // serveChecked answers through the API mux, holding both directions to
-// GitHub's description: the request body must satisfy the operation's
-// request schema (else 422, and the test fails), and a 2xx answer is laid
-// over the response schema's skeleton, so it carries every required field,
-// and checked against it.
+// GitHub's description (githubtest.Spec.Serve).
 func (f *fakeGitHub) serveChecked(w http.ResponseWriter, r *http.Request, mux *http.ServeMux) {
-	if f.spec == nil {
-		mux.ServeHTTP(w, r)
-		return
-	}
-	op := f.spec.op(r.Method, r.URL.Path)
-	if op == nil {
-		f.t.Errorf("fake GitHub: %s %s is no operation of GitHub's REST API description", r.Method, r.URL.Path)
-		writeJSON(w, http.StatusNotFound, map[string]string{"message": "Not Found"})
-		return
-	}
-	if op.reqSch != nil {
-		body, _ := io.ReadAll(r.Body)
-		if err := validate(op.reqSch, body); err != nil {
-			f.t.Errorf("fake GitHub: %s body does not satisfy its request schema: %v\n%s", op.key, err, body)
-			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"message": "Invalid request.\n\n" + err.Error()})
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-	}
-	rec := httptest.NewRecorder()
-	mux.ServeHTTP(rec, r)
-	body := rec.Body.Bytes()
-	if schema, ok := op.response[rec.Code]; ok && rec.Code < 300 && len(body) > 0 {
-		var v any
-		if err := json.Unmarshal(body, &v); err != nil {
-			f.t.Errorf("fake GitHub: %s answer is not JSON: %v", op.key, err)
-		}
-		body, _ = json.Marshal(build(schema, v))
-		if err := validate(op.respSch[rec.Code], body); err != nil {
-			f.t.Errorf("fake GitHub: %s answer does not satisfy its %d response schema: %v", op.key, rec.Code, err)
-		}
-	}
-	for k, v := range rec.Header() {
-		w.Header()[k] = v
-	}
-	w.Header().Del("Content-Length")
-	w.WriteHeader(rec.Code)
-	w.Write(body)
+	f.spec.Serve(f.t, w, r, mux)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
