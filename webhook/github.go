@@ -351,6 +351,19 @@ func NewClient(apiURL, owner, repo string, auth TokenSource, app bool) (*Client,
 	return c, nil
 }
 
+// PullRequestURL is the web page of pull request n: on github.com for its
+// API, and on the API's host (its path without /api/v3/) for an
+// Enterprise Server, which serves pages and API on one host.
+func (c *Client) PullRequestURL(n int) string {
+	web := *c.gh.BaseURL
+	if web.Host == "api.github.com" {
+		web.Host = "github.com"
+	}
+	web.Path = strings.TrimSuffix(strings.TrimSuffix(web.Path, "/"), "/api/v3")
+	web.RawPath = ""
+	return fmt.Sprintf("%s/%s/%s/pull/%d", strings.TrimSuffix(web.String(), "/"), c.Owner, c.Repo, n)
+}
+
 // Token returns the current token (for git over HTTPS).
 func (c *Client) Token(ctx context.Context) (string, error) { return c.auth.Token(ctx) }
 

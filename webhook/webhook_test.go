@@ -612,6 +612,24 @@ func TestAPIBase(t *testing.T) {
 	}
 }
 
+// TestPullRequestURL: the dashboard's link to a draft's pull request is
+// on github.com for its API, and on the Enterprise Server's own host.
+func TestPullRequestURL(t *testing.T) {
+	for api, want := range map[string]string{
+		"":                                "https://github.com/acme/prompts/pull/12",
+		"https://ghe.example.com/api/v3/": "https://ghe.example.com/acme/prompts/pull/12",
+		"http://127.0.0.1:9999":           "http://127.0.0.1:9999/acme/prompts/pull/12",
+	} {
+		c, err := NewClient(api, "acme", "prompts", StaticToken("t"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.PullRequestURL(12); got != want {
+			t.Errorf("API %q: PullRequestURL = %s, want %s", api, got, want)
+		}
+	}
+}
+
 func TestOpenRollbackPR(t *testing.T) {
 	e := newEnv(t, modeToken)
 	var v index.Version

@@ -289,3 +289,5 @@ func (h githubDrafts) CommitDraft(ctx context.Context, d admin.HostedCommit) (ad
 func (h githubDrafts) MergeDraft(ctx context.Context, draft, message string) (string, error) {
 	return h.c.MergeDraft(ctx, draft, message)
 }
+
+func (h githubDrafts) PullRequestURL(n int) string { return h.c.PullRequestURL(n) }

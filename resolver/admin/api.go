@@ -297,6 +297,19 @@ type versionView struct {
 	Origin    string                `json:"origin,omitempty"`
 	Base      string                `json:"base,omitempty"`
 	Deleted   bool                  `json:"deleted"`
+	// PullRequestURL is a pull request draft's page (GitHub mode).
+	PullRequestURL string `json:"pull_request_url,omitempty"`
+}
+
+// view is viewVersion with, in GitHub mode, a pull request draft's page.
+func (h *Handler) view(v index.Version) versionView {
+	out := viewVersion(v)
+	if n, ok := strings.CutPrefix(v.Source, "pr:"); ok && h.host != nil {
+		if num, err := strconv.Atoi(n); err == nil {
+			out.PullRequestURL = h.host.PullRequestURL(num)
+		}
+	}
+	return out
 }
 
 func viewVersion(v index.Version) versionView {
@@ -372,7 +385,7 @@ func (h *Handler) listVersions(w http.ResponseWriter, r *http.Request, _ caller,
 				return err
 			}
 			for _, d := range drafts {
-				page.Versions = append(page.Versions, viewVersion(d))
+				page.Versions = append(page.Versions, h.view(d))
 			}
 		}
 		vs, err := tx.Versions(ctx, p.key, index.VersionQuery{Search: search, Before: int(before), Limit: limit + 1})
@@ -456,7 +469,7 @@ func (h *Handler) getVersion(w http.ResponseWriter, r *http.Request, _ caller, p
 		Source   string              `json:"source"`
 		Prompt   *promptvault.Prompt `json:"prompt"`
 		Pointers []string            `json:"pointers"`
-	}{viewVersion(v), src, parsed, at})
+	}{h.view(v), src, parsed, at})
 }
 
 // DiffDoc is the diff of two versions or drafts of one prompt: the admin

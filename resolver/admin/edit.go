@@ -42,6 +42,8 @@ type DraftHost interface {
 	// MergeDraft merges the pull request of a draft ("pr-N"); a refusal
 	// (reviews, checks, conflicts) is index.ErrConflict with the reason.
 	MergeDraft(ctx context.Context, draft, message string) (commit string, err error)
+	// PullRequestURL is the page of pull request number, for links.
+	PullRequestURL(number int) string
 }
 
 // HostedCommit is one commit for DraftHost.CommitDraft.
@@ -206,8 +208,7 @@ type draftBody struct {
 // its pull request in GitHub mode.
 type draftView struct {
 	versionView
-	Branch         string `json:"branch"`
-	PullRequestURL string `json:"pull_request_url,omitempty"`
+	Branch string `json:"branch"`
 }
 
 // author is the commit author for an admin: the key's name, so the
@@ -357,7 +358,11 @@ func (h *Handler) draftAfterCommit(ctx context.Context, key, label, branch, sha,
 	if err != nil {
 		return draftView{}, fmt.Errorf("committed %s on %s, but the index has no %s %s yet: %w", short(sha), branch, key, label, err)
 	}
-	return draftView{versionView: viewVersion(v), Branch: branch, PullRequestURL: prURL}, nil
+	out := draftView{versionView: h.view(v), Branch: branch}
+	if prURL != "" {
+		out.PullRequestURL = prURL // the host's own answer
+	}
+	return out, nil
 }
 
 // commitHosted commits through the host's API and indexes the pull

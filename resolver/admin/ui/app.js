@@ -297,7 +297,14 @@ function renderVersions() {
     const badges = [badge(v.version, v.draft ? "draft" : "version")];
     if (isLive) badges.push(badge("live", "live"));
     if (isStaging) badges.push(badge(p.staging_enabled ? "staging" : "staging (off)", "staging"));
-    if (v.draft) badges.push(badge(v.origin ? v.origin.replace(/^branch:/, "branch ").replace(/^pr:/, "PR #") : "draft", "muted"));
+    if (v.draft) {
+      const from = v.origin ? v.origin.replace(/^branch:/, "branch ").replace(/^pr:/, "PR #") : "draft";
+      // GitHub mode: the pull request the draft is reviewed in, one click away.
+      badges.push(v.pull_request_url
+        ? el("a", { class: "badge muted pr-link", href: v.pull_request_url, target: "_blank", rel: "noopener", text: from, title: "Open the pull request",
+          onclick: (ev) => ev.stopPropagation() })
+        : badge(from, "muted"));
+    }
     if (!v.valid) badges.push(badge("invalid", "invalid", (v.problems || []).map((x) => `${x.path}:${x.line}:${x.column}: ${x.message}`).join("\n")));
     if (v.deleted) badges.push(badge("deletes prompt", "invalid"));
 
@@ -442,11 +449,42 @@ function promoteStaging() {
     "Promote", "POST", promptPath(state.key, "/promote"), { version: "staging" }, (r) => describe(r, "Live"));
 }
 
-function mergeDraft(v) {
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// mergeDraft merges, then shows the new live version. In local mode the
+// merge answer already has it; in GitHub mode the merge is promoted when
+// GitHub's webhook about it has been processed, a moment later, so the
+// page follows the versions list until live moves (or says why it may not).
+async function mergeDraft(v) {
   const name = v.version.replace(/^draft:/, "");
-  return change("Merge " + v.version + "?", `The draft is merged into the tracked branch (in GitHub mode its pull request is merged through GitHub, whose reviews and branch protection still decide). The merge becomes the next version and promotes as any merge does.`,
-    "Merge and promote", "POST", promptPath(state.key, "/drafts/" + encodeURIComponent(name) + "/merge"), {},
-    (r) => `Merged ${v.version}: live is ${r.live ? r.live.version : "unchanged"}`);
+  const key = state.key;
+  const before = state.page.live;
+  if (!(await confirmAction("Merge " + v.version + "?", `The draft is merged into the tracked branch (in GitHub mode its pull request is merged through GitHub, whose reviews and branch protection still decide). The merge becomes the next version and promotes as any merge does.`,
+    "Merge and promote"))) return;
+  let r;
+  try {
+    r = await api("POST", promptPath(key, "/drafts/" + encodeURIComponent(name) + "/merge"), {});
+  } catch (e) {
+    fail(e);
+    return;
+  }
+  await loadVersions(true);
+  if (r.live && r.live.commit === r.commit) {
+    toast(`Merged ${v.version}: live ${before || "none"} → ${r.live.version}`);
+    return;
+  }
+  toast(`Merged ${v.version} (commit ${shortSHA(r.commit)}); waiting for the promotion…`);
+  for (let i = 0; i < 60 && state.key === key; i++) {
+    await sleep(500);
+    await loadVersions(true);
+    if (state.page.live !== before) {
+      toast(`Merged ${v.version}: live ${before || "none"} → ${state.page.live}`);
+      return;
+    }
+  }
+  if (state.key === key) {
+    toast(`Merged ${v.version}; live is still ${before || "none"}. A merge is promoted when GitHub's webhook about it is processed (see Deliveries), and not at all under the hold label or --auto-promote none.`, "error");
+  }
 }
 
 function deleteDraft(v) {

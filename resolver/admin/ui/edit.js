@@ -53,6 +53,7 @@ async function openVersion(key, label) {
   metaRow(meta, "Date", when(v.created_at));
   metaRow(meta, "Message", el("pre", { text: v.message }));
   if (v.origin) metaRow(meta, "Origin", v.origin);
+  if (v.pull_request_url) metaRow(meta, "Pull request", el("a", { href: v.pull_request_url, target: "_blank", rel: "noopener", text: v.pull_request_url, id: "version-pr" }));
 
   const fields = $("version-fields");
   fields.replaceChildren();
