@@ -24,7 +24,9 @@ import (
 // request (screenshots at three widths, checked for overflow), a merge
 // GitHub refuses shows GitHub's reason, and "Merge and promote" merges
 // through the API (a real merge commit on main) and then shows the new
-// live version, promoted by the merged pull request's webhook.
+// live version, promoted by the merged pull request's webhook; continuing
+// from the older version out of the rollback dialog opens a second pull
+// request with that version's text.
 func TestDashboardGitHubModeInChromium(t *testing.T) {
 	b := newBrowser(t, 1400)
 	do, waitJS, text := b.do, b.wait, b.text
@@ -172,6 +174,41 @@ func TestDashboardGitHubModeInChromium(t *testing.T) {
 		}
 	}
 	b.screenshot("github-merged")
+
+	// Continue from v1 (now older than live) through the rollback dialog:
+	// its text becomes a second pull request, branched from main.
+	var v1 struct{ Source string }
+	req, _ = http.NewRequest("GET", srv.URL+"/v1/admin/prompts/greet/versions/v1", nil)
+	req.Header.Set("Authorization", "Bearer "+key.Key)
+	if res, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		json.NewDecoder(res.Body).Decode(&v1)
+		res.Body.Close()
+	}
+	do("rollback v1", chromedp.Click(chromedp.CSS(`#versions tr[data-label="v1"] button[data-action="rollback"]`)))
+	waitJS("confirm", `document.querySelector('#confirm-dialog').open && !document.querySelector('#confirm-extra').hidden`)
+	do("continue in the editor", chromedp.Click(chromedp.CSS("#confirm-extra")))
+	waitJS("editor", `!document.querySelector('#view-editor').hidden && document.querySelector('#editor-from').textContent.includes('v1')`)
+	if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`edit.cm.getValue()`)); got != v1.Source || v1.Source == "" {
+		t.Errorf("editor holds %q, want v1's source %q", got, v1.Source)
+	}
+	branch, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector('#editor-branch').value`))
+	waitJS("valid", `!document.querySelector('#editor-save').disabled`)
+	do("save", chromedp.SendKeys(chromedp.CSS("#editor-message"), "Back to the first greeting"), chromedp.Click(chromedp.CSS("#editor-save")))
+	b.waitFor("saved", `document.querySelector('#editor-result').textContent.includes('Saved draft:pr-2')`, 30*time.Second)
+	if prs := gh.PullRequests(); len(prs) != 2 || prs[1].Head != branch || prs[1].State != "open" {
+		t.Errorf("after continuing from v1, pull requests: %+v", prs)
+	}
+	if got := gh.Git("show", branch+":prompts/greet.yaml"); got != strings.TrimSuffix(v1.Source, "\n") {
+		t.Errorf("branch %s holds %q, want v1's source", branch, got)
+	}
+	if got := gh.Git("rev-parse", branch+"^"); got != merge {
+		t.Errorf("the continued draft is based on %s, want main %s", got, merge)
+	}
+	if got := text("#badge-live"); got != "v2" {
+		t.Errorf("continuing from v1 moved live to %q", got)
+	}
 	b.checkErrors()
 }
 
