@@ -330,19 +330,11 @@ func headRepo(pr PullRequest) string {
 	return testOwner + "/" + testName
 }
 
-// listPRs pages as GitHub does: sort=updated&direction=desc, per_page
-// (default 30, at most 100), page, and a Link header naming the next and
-// last pages.
+// listPRs pages as GitHub does (githubtest.Page), sorted as the worker
+// asks: sort=updated&direction=desc.
 func (f *fakeGitHub) listPRs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state, base := q.Get("state"), q.Get("base")
-	perPage, page := 30, 1
-	if v, err := strconv.Atoi(q.Get("per_page")); err == nil && v > 0 {
-		perPage = min(v, 100)
-	}
-	if v, err := strconv.Atoi(q.Get("page")); err == nil && v > 0 {
-		page = v
-	}
 	f.mu.Lock()
 	var match []*PullRequest
 	for _, pr := range f.prs {
@@ -352,25 +344,13 @@ func (f *fakeGitHub) listPRs(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(match, func(i, j int) bool { return f.updated[match[i].Number].After(f.updated[match[j].Number]) })
 	out := []map[string]any{}
-	for i := (page - 1) * perPage; i < min(page*perPage, len(match)); i++ {
-		m := prJSON(*match[i], false)
-		m["updated_at"] = f.updated[match[i].Number].UTC().Format(time.RFC3339)
+	lo, hi := githubtest.Page(w, r, len(match))
+	for _, pr := range match[lo:hi] {
+		m := prJSON(*pr, false)
+		m["updated_at"] = f.updated[pr.Number].UTC().Format(time.RFC3339)
 		out = append(out, m)
 	}
 	f.mu.Unlock()
-	last := max((len(match)+perPage-1)/perPage, 1)
-	link := func(p int, rel string) string {
-		u := *r.URL
-		u.Scheme, u.Host = "http", r.Host
-		v := u.Query()
-		v.Set("page", strconv.Itoa(p))
-		v.Set("per_page", strconv.Itoa(perPage))
-		u.RawQuery = v.Encode()
-		return fmt.Sprintf("<%s>; rel=%q", u.String(), rel)
-	}
-	if page < last {
-		w.Header().Set("Link", link(page+1, "next")+", "+link(last, "last"))
-	}
 	writeJSON(w, http.StatusOK, out)
 }
 

@@ -44,6 +44,20 @@ func TestDashboardGitHubModeInChromium(t *testing.T) {
 	if out := pvtest.Run(t, "keys", "create", "--data", data, "--env", "admin", "--name", "Ada Admin", "--json"); json.Unmarshal([]byte(out), &key) != nil || key.Key == "" {
 		t.Fatalf("keys create: %s", out)
 	}
+	// getJSON reads an admin API answer as the admin key.
+	getJSON := func(path string, v any) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+key.Key)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		if err := json.NewDecoder(res.Body).Decode(v); err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %v", path, res.StatusCode, err)
+		}
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("serve's log:\n%s\nfake GitHub: calls %v\ndeliveries %+v", srv.Logs(), gh.Calls(), gh.Deliveries())
@@ -148,17 +162,10 @@ func TestDashboardGitHubModeInChromium(t *testing.T) {
 	}
 	// The promotion came from GitHub's side: the merged pull request's
 	// delivery (signed, accepted) as the webhook worker applies it.
-	req, _ := http.NewRequest("GET", srv.URL+"/v1/admin/audit?limit=10", nil)
-	req.Header.Set("Authorization", "Bearer "+key.Key)
 	var audit struct {
 		Entries []struct{ Action, Actor, Key, Version, Commit string }
 	}
-	if res, err := http.DefaultClient.Do(req); err != nil {
-		t.Fatal(err)
-	} else {
-		json.NewDecoder(res.Body).Decode(&audit)
-		res.Body.Close()
-	}
+	getJSON("/v1/admin/audit?limit=10", &audit)
 	promoted := false
 	for _, e := range audit.Entries {
 		if e.Action == "promote" && e.Key == "greet" && e.Version == "v2" {
@@ -178,14 +185,7 @@ func TestDashboardGitHubModeInChromium(t *testing.T) {
 	// Continue from v1 (now older than live) through the rollback dialog:
 	// its text becomes a second pull request, branched from main.
 	var v1 struct{ Source string }
-	req, _ = http.NewRequest("GET", srv.URL+"/v1/admin/prompts/greet/versions/v1", nil)
-	req.Header.Set("Authorization", "Bearer "+key.Key)
-	if res, err := http.DefaultClient.Do(req); err != nil {
-		t.Fatal(err)
-	} else {
-		json.NewDecoder(res.Body).Decode(&v1)
-		res.Body.Close()
-	}
+	getJSON("/v1/admin/prompts/greet/versions/v1", &v1)
 	do("rollback v1", chromedp.Click(chromedp.CSS(`#versions tr[data-label="v1"] button[data-action="rollback"]`)))
 	waitJS("confirm", `document.querySelector('#confirm-dialog').open && !document.querySelector('#confirm-extra').hidden`)
 	do("continue in the editor", chromedp.Click(chromedp.CSS("#confirm-extra")))

@@ -748,7 +748,7 @@ func (g *GitHub) putContents(w http.ResponseWriter, r *http.Request) {
 
 // listPulls filters by state (default open), head (OWNER:BRANCH) and base,
 // sorts (created by default, or updated; desc unless asked) and pages as
-// GitHub does: per_page (default 30, at most 100), page, and a Link header.
+// GitHub does (Page).
 func (g *GitHub) listPulls(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state := q.Get("state")
@@ -760,13 +760,6 @@ func (g *GitHub) listPulls(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	head, base := q.Get("head"), q.Get("base")
-	perPage, page := 30, 1
-	if v, err := strconv.Atoi(q.Get("per_page")); err == nil && v > 0 {
-		perPage = min(v, 100)
-	}
-	if v, err := strconv.Atoi(q.Get("page")); err == nil && v > 0 {
-		page = v
-	}
 	g.mu.Lock()
 	var match []*pull
 	for _, p := range g.sortedPulls() {
@@ -790,11 +783,28 @@ func (g *GitHub) listPulls(w http.ResponseWriter, r *http.Request) {
 		return less(match[i], match[j])
 	})
 	out := []map[string]any{}
-	for i := (page - 1) * perPage; i < min(page*perPage, len(match)); i++ {
-		out = append(out, g.pullJSON(match[i], false))
+	lo, hi := Page(w, r, len(match))
+	for _, p := range match[lo:hi] {
+		out = append(out, g.pullJSON(p, false))
 	}
 	g.mu.Unlock()
-	last := max((len(match)+perPage-1)/perPage, 1)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// Page pages a list of total items as GitHub does: per_page (default 30,
+// at most 100) and page (from 1) from r's query, and a Link header naming
+// the next and last pages while there are more. It returns the bounds of
+// the page's items.
+func Page(w http.ResponseWriter, r *http.Request, total int) (lo, hi int) {
+	q := r.URL.Query()
+	perPage, page := 30, 1
+	if v, err := strconv.Atoi(q.Get("per_page")); err == nil && v > 0 {
+		perPage = min(v, 100)
+	}
+	if v, err := strconv.Atoi(q.Get("page")); err == nil && v > 0 {
+		page = v
+	}
+	last := max((total+perPage-1)/perPage, 1)
 	link := func(p int, rel string) string {
 		u := *r.URL
 		u.Scheme, u.Host = "http", r.Host
@@ -807,7 +817,8 @@ func (g *GitHub) listPulls(w http.ResponseWriter, r *http.Request) {
 	if page < last {
 		w.Header().Set("Link", link(page+1, "next")+", "+link(last, "last"))
 	}
-	writeJSON(w, http.StatusOK, out)
+	lo = min((page-1)*perPage, total)
+	return lo, min(lo+perPage, total)
 }
 
 func (g *GitHub) createPull(w http.ResponseWriter, r *http.Request) {
