@@ -43,6 +43,31 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("bad problem %+v", pr)
 				}
 			}
+			return
+		}
+		// A server serves what Decode makes of a valid file: it must be
+		// the prompt Parse made, field for field and template for
+		// template.
+		d, err := Decode("f.yaml", data)
+		if err != nil {
+			t.Fatalf("Parse accepts the file but Decode says %v", err)
+		}
+		pj, _ := json.Marshal(p)
+		dj, _ := json.Marshal(d)
+		if !bytes.Equal(pj, dj) {
+			t.Fatalf("Decode = %s\nParse = %s", dj, pj)
+		}
+		if len(d.templates) != len(p.templates) {
+			t.Fatalf("Decode has %d templates, Parse %d", len(d.templates), len(p.templates))
+		}
+		for i, mt := range d.templates {
+			pt := p.templates[i]
+			if mt.Role != pt.Role || mt.Template.name != pt.Template.name || mt.Template.source != pt.Template.source {
+				t.Fatalf("template %d: Decode %q %q, Parse %q %q", i, mt.Role, mt.Template.name, pt.Role, pt.Template.name)
+			}
+			if _, err := mt.Template.parsed(); err != nil {
+				t.Fatalf("template %d of a valid file does not parse: %v", i, err)
+			}
 		}
 	})
 }

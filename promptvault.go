@@ -149,6 +149,19 @@ func (p *Prompt) Templates() []MessageTemplate {
 // positions) with contents data. It returns the prompt, or nil and a
 // *Problems listing every problem found.
 func Parse(path string, data []byte) (*Prompt, error) {
+	return parse(path, data, false)
+}
+
+// Decode is Parse for a file that was validated before, such as a version
+// read back from the index to be served: the structure is checked as
+// strictly, but templates are not parsed and schemas not compiled until a
+// render needs them. A server holding thousands of prompts keeps their
+// fields, not a parsed template tree and a compiled schema for each.
+func Decode(path string, data []byte) (*Prompt, error) {
+	return parse(path, data, true)
+}
+
+func parse(path string, data []byte, decode bool) (*Prompt, error) {
 	probs := &Problems{}
 	if len(data) > MaxFileSize {
 		probs.add(path, 0, 0, "file is %d bytes; the limit is %d", len(data), MaxFileSize)
@@ -172,7 +185,7 @@ func Parse(path string, data []byte) (*Prompt, error) {
 		probs.add(path, line, col, "file contains control character %U; want printable text (tabs and line breaks are fine)", r)
 		return nil, probs.err()
 	}
-	w := &walker{path: path, data: data, probs: probs}
+	w := &walker{path: path, data: data, probs: probs, decode: decode}
 	p := w.file()
 	if err := probs.err(); err != nil {
 		return nil, err

@@ -351,8 +351,12 @@ func (p *Prompt) render(ctx context.Context, data map[string]any, lim Limits) (*
 	data[budgetKey] = b
 	out := &Rendered{Messages: make([]Message, 0, len(p.templates))}
 	for _, mt := range p.templates {
+		tpl, err := mt.Template.parsed()
+		if err != nil {
+			return nil, err
+		}
 		w := &limitWriter{b: b}
-		err := mt.Template.tpl.Execute(w, execContext(data))
+		err = tpl.Execute(w, execContext(data))
 		if err == nil {
 			err = b.err
 		}

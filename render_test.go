@@ -3,6 +3,8 @@ package promptvault
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -219,4 +221,53 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// TestDecodeRendersAsParse: a server keeps prompts from Decode (templates
+// unparsed, schema uncompiled); renders of them, in process and on a
+// worker, answer exactly as renders of Parse's prompt do, defaults and
+// variable errors included.
+func TestDecodeRendersAsParse(t *testing.T) {
+	src := `system: "You help {{ o.k }}."
+template: "{{ n }} {{ f }} {{ o.k }} {{ o.d }} {{ l|join(',') }} {{ n * 2 ** 70 }}"
+input_schema:
+  type: object
+  properties:
+    n: {type: integer, default: 3}
+    f: {type: number, default: 2.5}
+    o: {type: object, properties: {k: {type: string}, d: {type: string, default: dd}}}
+    l: {type: array, items: {type: integer}, default: [1, 2]}
+  required: [o]
+`
+	parsed := mustParse(t, src)
+	decoded, err := Decode("p.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mt := range decoded.templates {
+		if mt.Template.tpl != nil {
+			t.Fatalf("Decode parsed template %s; it should keep only the source", mt.Template.name)
+		}
+	}
+	if decoded.input != nil {
+		t.Fatal("Decode compiled the input schema; it should compile on first use")
+	}
+	pool, _ := newTestPool(t, PoolOptions{Size: 1})
+	ctx := context.Background()
+	for _, lim := range []Limits{{}, {Pool: pool, Timeout: 10 * time.Second}} {
+		for _, vars := range []map[string]any{
+			{"o": map[string]any{"k": "kk"}},
+			{"o": map[string]any{"k": "ü"}, "n": 7, "l": []any{5}},
+			{"n": "x", "l": []any{"a"}},
+		} {
+			want, werr := parsed.Render(ctx, vars, lim)
+			got, gerr := decoded.Render(ctx, vars, lim)
+			if fmt.Sprint(werr) != fmt.Sprint(gerr) {
+				t.Fatalf("pool %v, vars %v: Decode's error %v, Parse's %v", lim.Pool != nil, vars, gerr, werr)
+			}
+			if werr == nil && !reflect.DeepEqual(got, want) {
+				t.Fatalf("pool %v, vars %v: Decode rendered %+v, Parse %+v", lim.Pool != nil, vars, got, want)
+			}
+		}
+	}
 }

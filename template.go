@@ -35,6 +35,21 @@ func (t *Template) Name() string { return t.name }
 // Source is the template text.
 func (t *Template) Source() string { return t.source }
 
+// parsed is the template's parse tree. A Template from Decode holds only its
+// source; it is parsed here, through the memo, each time an in-process
+// render needs it (workers parse their own copy), so the tree is never
+// stored in the Template that a server keeps.
+func (t *Template) parsed() (*exec.Template, error) {
+	if t.tpl != nil {
+		return t.tpl, nil
+	}
+	pt, err := parseTemplateCached(t.name, t.source)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s no longer parses: %v", ErrRender, t.name, err)
+	}
+	return pt.tpl, nil
+}
+
 // The sandbox (notes/libs.md §1). gonja.FromString is never used: it reads
 // {% include %} targets from the file system.
 var (

@@ -28,6 +28,9 @@ type walker struct {
 	data  []byte
 	lines []string // data split into lines, built on first use
 	probs *Problems
+	// decode skips the checks that parse templates and compile schemas
+	// (Decode): the structure is still checked, strictly, field by field.
+	decode bool
 }
 
 func (w *walker) errAt(n *yaml.Node, format string, args ...any) {
@@ -58,7 +61,7 @@ var fields = []field{
 	{"messages", (*walker).messages},
 	{"input_schema", func(w *walker, p *Prompt, v *yaml.Node) {
 		p.InputSchema = w.schema("input_schema", v)
-		if p.InputSchema != nil {
+		if p.InputSchema != nil && !w.decode {
 			p.input, _ = CompileSchema(p.InputSchema) // memoised: compiled just now
 		}
 	}},
@@ -378,6 +381,9 @@ func (w *walker) schema(name string, v *yaml.Node) map[string]any {
 	if !ok || len(w.probs.List) > before {
 		return nil
 	}
+	if w.decode {
+		return m
+	}
 	if _, err := CompileSchema(m); err != nil {
 		w.schemaProblems(name, v, err)
 		return nil
@@ -489,6 +495,12 @@ func (w *walker) templates(p *Prompt, root *yaml.Node) {
 		srcs[0], srcs[1] = srcs[1], srcs[0]
 	}
 	for _, s := range srcs {
+		if w.decode {
+			// Parsed on first in-process render (Template.parsed); a
+			// worker render needs only the source.
+			p.templates = append(p.templates, MessageTemplate{Role: s.role, Template: &Template{name: s.name, source: s.text}})
+			continue
+		}
 		t, err := parseTemplateCached(s.name, s.text)
 		if err == nil {
 			p.templates = append(p.templates, MessageTemplate{Role: s.role, Template: t})
