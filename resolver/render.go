@@ -72,11 +72,12 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request) {
 		h.WriteError(w, r, err)
 		return
 	}
-	if d.prompt == nil {
-		h.WriteError(w, r, fmt.Errorf("render %s: document has no parsed prompt", key))
+	p, err := h.decoded(key, d.src.BlobSHA, d.content)
+	if err != nil {
+		h.WriteError(w, r, fmt.Errorf("render %s: %w", key, err))
 		return
 	}
-	out, err := d.prompt.Render(r.Context(), vars, h.renderLimits)
+	out, err := p.Render(r.Context(), vars, h.renderLimits)
 	if err != nil {
 		reason := renderErrorReason(err)
 		metrics.RenderError(reason)
@@ -84,7 +85,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request) {
 		h.WriteError(w, r, err)
 		return
 	}
-	b, err := encodeJSON(newRenderResponse(key, d.src.Env, d.src.Label(), d.prompt, out))
+	b, err := encodeJSON(newRenderResponse(key, d.src.Env, d.src.Label(), p, out))
 	if err != nil {
 		h.WriteError(w, r, fmt.Errorf("encode render of %s: %w", key, err))
 		return

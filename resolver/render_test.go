@@ -434,3 +434,53 @@ func TestInvalidTemplateNeverPromoted(t *testing.T) {
 		t.Errorf("served %s", b.Version)
 	}
 }
+
+// TestRenderPromptCacheBounded: the server keeps at most PromptCache decoded
+// prompts (a document keeps only its file's bytes), and a prompt the cache
+// dropped renders exactly as before, decoded again from its document.
+func TestRenderPromptCacheBounded(t *testing.T) {
+	const size, n = 4, 12
+	env := newTestEnv(t, Options{RenderTimeout: time.Minute, PromptCache: size})
+	files := map[string]string{}
+	for i := range n {
+		files[fmt.Sprintf("prompts/cache/p%02d.yaml", i)] = fmt.Sprintf(`template: "{{ who }} #%d {{ n * 2 }}"
+input_schema:
+  type: object
+  properties:
+    who: {type: string}
+    n: {type: integer, default: %d}
+  required: [who]
+`, i, i)
+	}
+	env.commit(t, "many prompts", files)
+	env.sync(t)
+	render := func(i int) string {
+		key := fmt.Sprintf("cache/p%02d", i)
+		var r response
+		eventually(t, 30*time.Second, func() string {
+			r = env.renderAs(t, index.KeyLive, key, `{"who": "Ada"}`)
+			if r.status == 404 {
+				return key + " not served yet"
+			}
+			return ""
+		})
+		if r.status != 200 {
+			t.Fatalf("render %s: %d %s", key, r.status, r.body)
+		}
+		var got renderResponse
+		if err := json.Unmarshal(r.body, &got); err != nil {
+			t.Fatal(err)
+		}
+		return got.Messages[0].Content
+	}
+	for round := range 2 {
+		for i := range n {
+			if got, want := render(i), fmt.Sprintf("Ada #%d %d", i, 2*i); got != want {
+				t.Fatalf("round %d: p%02d rendered %q, want %q", round, i, got, want)
+			}
+			if l := env.h.prompts.Len(); l > size {
+				t.Fatalf("%d decoded prompts kept, want at most %d", l, size)
+			}
+		}
+	}
+}

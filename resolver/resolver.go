@@ -35,6 +35,7 @@
 package resolver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,6 +45,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/gorilla/mux"
 
@@ -65,6 +68,12 @@ const (
 	DefaultPollInterval  = index.DefaultWatchFallback
 	DefaultTouchInterval = 10 * time.Second
 	DefaultPinnedDocs    = 1024
+	// DefaultPromptCache bounds the decoded prompts kept for renders and
+	// document builds. A decoded prompt's schemas and config are maps, some
+	// kilobytes each; the prompts rendered most recently stay decoded, the
+	// rest are decoded again (about 100 µs) from the file each document
+	// keeps.
+	DefaultPromptCache = 256
 )
 
 // slog keys (STYLE: keys are constants).
@@ -100,6 +109,9 @@ type Options struct {
 	// PinnedDocs bounds the documents of ?version= reads kept in memory
 	// (DefaultPinnedDocs when 0).
 	PinnedDocs int
+	// PromptCache bounds the decoded prompts kept for renders
+	// (DefaultPromptCache when 0).
+	PromptCache int
 	// RenderTimeout and RenderMaxBytes bound each render (promptvault's
 	// defaults, 100 ms and 256 KB, when 0).
 	RenderTimeout  time.Duration
@@ -135,7 +147,9 @@ type Handler struct {
 	wakeCh    chan struct{}
 	retryKick chan struct{}
 	pinned    *pinnedCache
-	prompts   *promptCache
+	// prompts are decoded prompts by blob SHA, most recently used kept:
+	// document builds and renders consult it.
+	prompts *lru.Cache[string, *promptvault.Prompt]
 	// renderLimits bound every render; their Pool is shared.
 	renderLimits promptvault.Limits
 	ownPool      bool // New made renderLimits.Pool, so Run closes it
@@ -161,7 +175,10 @@ func New(ctx context.Context, opts Options) (*Handler, error) {
 		pinned:    newPinnedCache(opts.PinnedDocs),
 		wakeCh:    make(chan struct{}, 1),
 		retryKick: make(chan struct{}, 1),
-		prompts:   newPromptCache(4 * max(opts.PinnedDocs, DefaultPinnedDocs)),
+	}
+	var err error
+	if h.prompts, err = lru.New[string, *promptvault.Prompt](cmp.Or(opts.PromptCache, DefaultPromptCache)); err != nil {
+		return nil, fmt.Errorf("resolver: prompt cache: %w", err)
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/promptvault/promptvault"
@@ -45,10 +44,13 @@ type doc struct {
 	err      error         // building failed (reads answer 503, retried) or, pinned, the version is invalid (422)
 	cause    error         // why building failed, for the log
 	body     []byte
-	prompt   *promptvault.Prompt // parsed once per version: renders reuse its templates
-	etag     string              // strong entity tag, quoted
-	etagHdr  []string            // {etag}
-	lenHdr   []string            // {len(body)}
+	// content is the prompt file the document was built from, which a
+	// render decodes again when the prompt cache has dropped it: a server
+	// keeps one file's bytes per pointer, not a decoded prompt's maps.
+	content []byte
+	etag    string   // strong entity tag, quoted
+	etagHdr []string // {etag}
+	lenHdr  []string // {len(body)}
 }
 
 // readDoc is the response body of GET /v1/prompts/{key} (SPEC §3), fields
@@ -84,10 +86,10 @@ func (h *Handler) buildDoc(ctx context.Context, p index.Pointer, env string) *do
 		d.archived = true
 		return d
 	}
-	prompt, parsed, err := h.promptJSON(ctx, p.Key, p.BlobSHA, p.SHA256)
+	content, parsed, err := h.promptContent(ctx, p.Key, p.BlobSHA, p.SHA256)
 	if err == nil {
-		d.prompt = parsed
-		d.body, err = renderDoc(p, env, prompt)
+		d.content = content
+		d.body, err = renderDoc(p, env, parsed)
 	}
 	if err != nil {
 		// The cause (blob SHAs, parser text) is logged, not echoed.
@@ -102,14 +104,21 @@ func (h *Handler) buildDoc(ctx context.Context, p index.Pointer, env string) *do
 	return d
 }
 
-func renderDoc(p index.Pointer, env string, prompt json.RawMessage) ([]byte, error) {
+func renderDoc(p index.Pointer, env string, parsed *promptvault.Prompt) ([]byte, error) {
+	prompt, err := encodeJSON(parsed)
+	if err != nil {
+		return nil, fmt.Errorf("encode prompt %s: %w", p.Key, err)
+	}
 	rd := readDoc{Key: p.Key, Env: env, Version: p.Label(), Commit: p.Commit, SHA256: p.SHA256,
-		Message: p.Message, Author: p.Author, CreatedAt: p.CreatedAt, Prompt: prompt}
+		Message: p.Message, Author: p.Author, CreatedAt: p.CreatedAt, Prompt: bytes.TrimRight(prompt, "\n")}
 	if p.Draft == "" {
 		n := p.Number
 		rd.Number = &n
 	}
-	return encodeJSON(rd)
+	b, err := encodeJSON(rd)
+	// The encoder's buffer grows by doubling; a document lives as long as
+	// its pointer, so keep exactly its bytes, not the slack.
+	return bytes.Clone(b), err
 }
 
 // encodeJSON is json.Marshal without HTML escaping: prompts are full of
@@ -124,15 +133,11 @@ func encodeJSON(v any) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// promptJSON is the "prompt" object of the file with blob SHA blob: read
-// from the index's contents (never the Git mirror: serving needs no Git
-// objects), checked against the indexed SHA-256, parsed; and the parsed
-// prompt, whose templates renders use. Results are cached by blob, so a
-// pointer flipping between two versions reparses nothing.
-func (h *Handler) promptJSON(ctx context.Context, key, blob, sum string) (json.RawMessage, *promptvault.Prompt, error) {
-	if c, ok := h.prompts.get(blob); ok {
-		return c.json, c.prompt, nil
-	}
+// promptContent reads the file with blob SHA blob from the index's contents
+// (never the Git mirror: serving needs no Git objects), checks it against
+// the indexed SHA-256 and decodes it. Decoded prompts are cached by blob,
+// so a pointer flipping between two versions, and renders, decode nothing.
+func (h *Handler) promptContent(ctx context.Context, key, blob, sum string) ([]byte, *promptvault.Prompt, error) {
 	data, err := h.db.Content(ctx, blob)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read content: %w", err)
@@ -140,20 +145,28 @@ func (h *Handler) promptJSON(ctx context.Context, key, blob, sum string) (json.R
 	if got := sha256.Sum256(data); sum != "" && hex.EncodeToString(got[:]) != sum {
 		return nil, nil, fmt.Errorf("blob %s has sha256 %x; the index says %s", blob, got, sum)
 	}
-	p, err := promptvault.Parse(key, data)
+	p, err := h.decoded(key, blob, data)
 	if err != nil {
-		// Only valid versions become pointers, so this is a parser that
-		// grew stricter since indexing: an operator's problem, not the
-		// caller's.
-		return nil, nil, fmt.Errorf("parse blob %s: %v", blob, err)
+		return nil, nil, err
 	}
-	b, err := encodeJSON(p)
+	return data, p, nil
+}
+
+// decoded is the prompt in file data (blob SHA blob), from the cache or
+// decoded now. Only valid versions become pointers, so Decode (the
+// structure, without reparsing templates: indexing did) suffices, and a
+// failure is a parser that grew stricter since indexing: an operator's
+// problem, not the caller's.
+func (h *Handler) decoded(key, blob string, data []byte) (*promptvault.Prompt, error) {
+	if p, ok := h.prompts.Get(blob); ok {
+		return p, nil
+	}
+	p, err := promptvault.Decode(key, data)
 	if err != nil {
-		return nil, nil, fmt.Errorf("encode prompt %s: %w", key, err)
+		return nil, fmt.Errorf("decode blob %s: %v", blob, err)
 	}
-	b = bytes.TrimRight(b, "\n")
-	h.prompts.put(blob, cachedPrompt{json: b, prompt: p})
-	return b, p, nil
+	h.prompts.Add(blob, p)
+	return p, nil
 }
 
 // loadAll reads the whole state and replaces the snapshot (at New and on a
@@ -501,41 +514,4 @@ func (h *Handler) applyRetry(ctx context.Context, cs []index.Change) {
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
-}
-
-// promptCache holds "prompt" objects and parsed prompts by blob SHA. It is
-// bounded by dropping an arbitrary entry when full: entries are cheap to
-// rebuild (one blob read and parse) and only rebuilds consult it.
-type promptCache struct {
-	mu  sync.Mutex
-	max int
-	m   map[string]cachedPrompt
-}
-
-type cachedPrompt struct {
-	json   json.RawMessage
-	prompt *promptvault.Prompt
-}
-
-func newPromptCache(n int) *promptCache {
-	return &promptCache{max: n, m: map[string]cachedPrompt{}}
-}
-
-func (c *promptCache) get(blob string) (cachedPrompt, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	p, ok := c.m[blob]
-	return p, ok
-}
-
-func (c *promptCache) put(blob string, p cachedPrompt) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= c.max {
-		for k := range c.m {
-			delete(c.m, k)
-			break
-		}
-	}
-	c.m[blob] = p
 }
