@@ -47,6 +47,7 @@ type NewCommit struct {
 func (r *Repo) WriteCommit(c NewCommit) (string, error) {
 	r.gitMu.Lock()
 	defer r.gitMu.Unlock()
+	defer r.dropGitLocked()
 	var root plumbing.Hash
 	if c.Base != "" {
 		h, err := parseSHA(c.Base)
@@ -211,6 +212,7 @@ func (r *Repo) Push(ctx context.Context, sha, branch string) error {
 	}
 	r.gitMu.Lock()
 	defer r.gitMu.Unlock()
+	defer r.dropGitLocked()
 	// go-git pushes refs, not SHAs: a temporary ref names the commit.
 	tmp := plumbing.ReferenceName("refs/promptvault/push/" + branch)
 	if err := r.repo.Storer.SetReference(plumbing.NewHashReference(tmp, h)); err != nil {
