@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -67,11 +68,14 @@ func init() {
 // workerRequest is one render sent to a worker.
 type workerRequest struct {
 	Templates []workerTemplate `json:"templates"`
-	Schema    map[string]any   `json:"schema,omitempty"`
-	Variables map[string]any   `json:"variables"`
-	Timeout   time.Duration    `json:"timeout"`
-	MaxOutput int              `json:"max_output"`
-	MaxSteps  int              `json:"max_steps"`
+	// Schema is the input schema when the worker is to validate the
+	// variables: only when the server could not do so cheaply
+	// (Prompt.Render); otherwise Variables come validated, defaults in.
+	Schema    map[string]any `json:"schema,omitempty"`
+	Variables map[string]any `json:"variables"`
+	Timeout   time.Duration  `json:"timeout"`
+	MaxOutput int            `json:"max_output"`
+	MaxSteps  int            `json:"max_steps"`
 }
 
 type workerTemplate struct {
@@ -282,6 +286,12 @@ type PoolOptions struct {
 	// "died" (a crash or the memory bound), "protocol" (a bad frame),
 	// "start" (it never said hello).
 	OnExit func(reason string)
+	// NoSpare keeps no warm spare. By default, once the pool has started
+	// a worker it keeps one more started and ready beyond Size, so a slot
+	// whose worker was killed is refilled at once: a process start takes
+	// seconds at nice 10 on a busy machine, and the next render would
+	// wait for it.
+	NoSpare bool
 }
 
 // Pool runs renders in a bounded set of worker processes. It is safe for
@@ -293,9 +303,13 @@ type Pool struct {
 	// the slot.
 	free chan *worker
 
-	mu     sync.Mutex // guards live and closed
+	mu     sync.Mutex // guards live, closed, spare and spareStarting
 	live   map[*worker]struct{}
 	closed bool
+	// spare is a ready worker outside the slots (PoolOptions.NoSpare);
+	// spareStarting says one is on its way.
+	spare         *worker
+	spareStarting bool
 }
 
 // NewPool makes a pool; workers start on first use and after each one
@@ -323,13 +337,16 @@ func (p *Pool) Size() int { return p.opts.Size }
 // Busy is the number of workers rendering now.
 func (p *Pool) Busy() int { return p.opts.Size - len(p.free) }
 
-// Workers are the process IDs of the workers running now.
+// Workers are the process IDs of the workers that are running and have
+// said they are ready (the spare included).
 func (p *Pool) Workers() []int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var pids []int
 	for w := range p.live {
-		pids = append(pids, w.cmd.Process.Pid)
+		if w.hello.Load() {
+			pids = append(pids, w.cmd.Process.Pid)
+		}
 	}
 	return pids
 }
@@ -356,7 +373,7 @@ type worker struct {
 	out    *os.File // its stdout
 	r      *bufio.Reader
 	stderr *headWriter
-	hello  bool // it said it is ready
+	hello  atomic.Bool // it said it is ready
 	once   sync.Once
 	done   chan struct{} // closed once it has been reaped
 }
@@ -454,7 +471,8 @@ func (w *worker) kill() {
 }
 
 // acquire takes a worker slot, waiting at most the pool's wait, and makes
-// sure the slot's worker is running and ready.
+// sure the slot's worker is running and ready: an empty slot takes the
+// spare when there is one, else starts a worker.
 func (p *Pool) acquire(ctx context.Context) (*worker, error) {
 	var w *worker
 	select {
@@ -470,7 +488,13 @@ func (p *Pool) acquire(ctx context.Context) (*worker, error) {
 			return nil, ctx.Err()
 		}
 	}
-	if w != nil && w.hello {
+	if w == nil {
+		w = p.takeSpare()
+	}
+	// The pool is in use: have a spare ready for the next slot that
+	// needs a worker.
+	p.fillSpare()
+	if w != nil && w.hello.Load() {
 		return w, nil
 	}
 	if w == nil {
@@ -480,9 +504,19 @@ func (p *Pool) acquire(ctx context.Context) (*worker, error) {
 			return nil, err
 		}
 	}
-	// A worker's first frame says it is ready. Waiting for it here keeps
-	// the worker's start-up out of the render's time bound; a loaded
-	// machine may take a while to start a process.
+	// Waiting for the hello here keeps the worker's start-up out of the
+	// render's time bound; a loaded machine may take a while to start a
+	// process.
+	if err := p.waitHello(w); err != nil {
+		p.free <- nil
+		return nil, err
+	}
+	return w, nil
+}
+
+// waitHello waits for a new worker's first frame, which says it is
+// ready. A worker that fails to send it is killed and reaped.
+func (p *Pool) waitHello(w *worker) error {
 	w.out.SetReadDeadline(time.Now().Add(max(p.opts.Wait, workerStartTimeout)))
 	var hello workerResponse
 	if err := readFrame(w.r, 1<<10, &hello); err != nil || !hello.Hello {
@@ -491,31 +525,87 @@ func (p *Pool) acquire(ctx context.Context) (*worker, error) {
 		if p.opts.OnExit != nil {
 			p.opts.OnExit("start")
 		}
-		p.free <- nil
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, fmt.Errorf("%w: a render worker is still starting", ErrBusy)
+			return fmt.Errorf("%w: a render worker is still starting", ErrBusy)
 		}
-		return nil, fmt.Errorf("render worker did not start: %v %s", err, w.stderr.firstLine())
+		return fmt.Errorf("render worker did not start: %v %s", err, w.stderr.firstLine())
 	}
-	w.hello = true
-	return w, nil
+	w.hello.Store(true)
+	return nil
+}
+
+// takeSpare takes the ready spare, or returns nil when there is none.
+func (p *Pool) takeSpare() *worker {
+	p.mu.Lock()
+	w := p.spare
+	p.spare = nil
+	p.mu.Unlock()
+	if w == nil {
+		return nil
+	}
+	select {
+	case <-w.done:
+		// It died while idle (killed from outside, say): the caller
+		// starts a worker as it would without a spare.
+		return nil
+	default:
+		return w
+	}
+}
+
+// fillSpare starts a spare in the background unless there is one, one is
+// starting, or the pool keeps none. A spare that fails to start is not
+// retried until the next call, so a broken worker command cannot make the
+// pool spin.
+func (p *Pool) fillSpare() {
+	if p.opts.NoSpare {
+		return
+	}
+	p.mu.Lock()
+	if p.closed || p.spare != nil || p.spareStarting {
+		p.mu.Unlock()
+		return
+	}
+	p.spareStarting = true
+	p.mu.Unlock()
+	go func() {
+		w, err := p.start()
+		if err == nil {
+			err = p.waitHello(w)
+		}
+		p.mu.Lock()
+		p.spareStarting = false
+		keep := err == nil && !p.closed
+		if keep {
+			p.spare = w
+		}
+		p.mu.Unlock()
+		if err == nil && !keep {
+			w.kill() // the pool closed while it started
+		}
+	}()
 }
 
 // discard kills w and gives its slot a new worker before returning, so
 // the render that failed answers only once its slot is free again: a
-// client retrying at once finds a worker, not 503 busy. Starting is a
-// fork and exec; the new worker's start-up runs while the slot waits for
-// its next render.
+// client retrying at once finds a worker, not 503 busy. The new worker is
+// the spare, ready at once, and another spare starts in the background;
+// without a spare a worker is started here (a fork and exec; its start-up
+// runs while the slot waits for its next render).
 func (p *Pool) discard(w *worker, reason string) {
 	w.kill()
 	if p.opts.OnExit != nil {
 		p.opts.OnExit(reason)
 	}
-	nw, err := p.start()
-	if err != nil {
-		nw = nil // the next render tries again, and reports the error
+	nw := p.takeSpare()
+	if nw == nil {
+		var err error
+		if nw, err = p.start(); err != nil {
+			nw = nil // the next render tries again, and reports the error
+		}
 	}
 	p.free <- nw
+	p.fillSpare()
 }
 
 // render runs one render on a worker, bounded by lim.Timeout from the

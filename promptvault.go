@@ -128,6 +128,7 @@ type Prompt struct {
 
 	templates []MessageTemplate
 	input     *jsonschema.Schema // InputSchema compiled; nil without one
+	inputCost int                // schemaCost of input: -1 when unbounded
 }
 
 // MessageTemplate is one message to render: its role and its parsed content

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"reflect"
@@ -104,20 +105,35 @@ type Rendered struct {
 // json.Number (decode with UseNumber to keep 3 and 3.0 apart, as Python
 // does) or Go numbers.
 func (p *Prompt) Variables(vars map[string]any) (map[string]any, error) {
-	out := make(map[string]any, len(vars))
-	for k, v := range vars {
-		out[k] = v
-	}
 	if p.InputSchema == nil {
-		return out, nil
+		return cloneVars(vars), nil
 	}
-	s := p.input
-	if s == nil {
-		var err error
-		if s, err = CompileSchema(p.InputSchema); err != nil {
-			return nil, fmt.Errorf("input schema: %w", err)
-		}
+	c, err := p.inputSchema()
+	if err != nil {
+		return nil, err
 	}
+	return validateVariables(c.schema, vars)
+}
+
+// inputSchema is the compiled input schema: Parse's, or for a prompt from
+// Decode compiled through the memo (by the schema's JSON) each time it is
+// needed, as Decode's templates are parsed, so a server does not keep one
+// per prompt.
+func (p *Prompt) inputSchema() (compiledSchema, error) {
+	if p.input != nil {
+		return compiledSchema{schema: p.input, cost: p.inputCost}, nil
+	}
+	c, err := compileSchema(p.InputSchema)
+	if err != nil {
+		return c, fmt.Errorf("input schema: %w", err)
+	}
+	return c, nil
+}
+
+// validateVariables applies s's defaults to a copy of vars and validates
+// it.
+func validateVariables(s *jsonschema.Schema, vars map[string]any) (map[string]any, error) {
+	out := cloneVars(vars)
 	applyDefaults(s, out, 0)
 	err := s.Validate(toSchemaValue(out))
 	if err == nil {
@@ -128,6 +144,13 @@ func (p *Prompt) Variables(vars map[string]any) (map[string]any, error) {
 		return nil, fmt.Errorf("validate variables: %w", err)
 	}
 	return nil, &VariablesError{List: variableErrors(ve)}
+}
+
+// cloneVars copies the top level of vars, never returning nil.
+func cloneVars(vars map[string]any) map[string]any {
+	out := make(map[string]any, len(vars))
+	maps.Copy(out, vars)
+	return out
 }
 
 // variableErrors flattens the validation error tree to its leaves, the only
@@ -310,8 +333,23 @@ func (p *Prompt) Render(ctx context.Context, vars map[string]any, lim Limits) (*
 		defer cancel()
 		return p.renderHere(rctx, vars, lim)
 	}
-	req := &workerRequest{Schema: p.InputSchema, Variables: vars, Timeout: lim.Timeout,
-		MaxOutput: lim.MaxOutput, MaxSteps: lim.MaxSteps}
+	req := &workerRequest{Variables: vars, Timeout: lim.Timeout, MaxOutput: lim.MaxOutput, MaxSteps: lim.MaxSteps}
+	if p.InputSchema != nil {
+		// Variables are validated here, before a worker is involved, so
+		// schema errors never depend on one: a busy machine may leave a
+		// worker at nice 10 without CPU for the whole render timeout, and
+		// its 422 would then say "took longer" instead of what is wrong.
+		// Only where that is cheap (inlineValidationBudget); otherwise the
+		// worker validates, inside the render's bounds.
+		c, err := p.inputSchema()
+		if err == nil && c.cost > 0 && c.cost*valueNodes(vars, inlineValidationBudget/c.cost) <= inlineValidationBudget {
+			if req.Variables, err = validateVariables(c.schema, vars); err != nil {
+				return nil, err
+			}
+		} else {
+			req.Schema = p.InputSchema
+		}
+	}
 	for _, mt := range p.templates {
 		req.Templates = append(req.Templates, workerTemplate{Name: mt.Template.name, Role: mt.Role, Source: mt.Template.source})
 	}

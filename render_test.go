@@ -212,6 +212,51 @@ func BenchmarkRender(b *testing.B) {
 		})
 		reportLatency(b, lat)
 	})
+	// after-kill: a render whose worker is killed at its deadline (the
+	// test worker's "crash: spin"), then the render timed, on a pool of
+	// one slot, with the warm spare and without. Without it the slot's
+	// next worker is still starting (seconds at nice 10 on a busy
+	// machine); with it the spare is ready. Each round waits for the
+	// spare to be ready first (untimed): kills are rarer than starts.
+	spin := mustParse(b, "template: \"crash: spin\"\n")
+	for _, noSpare := range []bool{false, true} {
+		name := "after-kill/spare"
+		if noSpare {
+			name = "after-kill/no-spare"
+		}
+		b.Run(name, func(b *testing.B) {
+			pool := NewPool(PoolOptions{Size: 1, NoSpare: noSpare})
+			defer pool.Close()
+			lim := Limits{Pool: pool, Timeout: 5 * time.Second}
+			kill := Limits{Pool: pool, Timeout: 10 * time.Millisecond}
+			if _, err := p.Render(context.Background(), vars, lim); err != nil {
+				b.Fatal(err)
+			}
+			var lat []time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				for !noSpare && !spareReady(pool) {
+					time.Sleep(time.Millisecond)
+				}
+				if _, err := spin.Render(context.Background(), nil, kill); !errors.Is(err, ErrRender) {
+					b.Fatalf("spinning render: %v", err)
+				}
+				b.StartTimer()
+				start := time.Now()
+				if _, err := p.Render(context.Background(), vars, lim); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			reportLatency(b, lat)
+		})
+	}
+}
+
+func spareReady(p *Pool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.spare != nil
 }
 
 func reportLatency(b *testing.B, lat []time.Duration) {

@@ -33,14 +33,32 @@ const schemaURL = "promptvault:///schema.json"
 // against its meta-schema) was the largest cost of indexing a history. A
 // compiled schema is immutable and safe for concurrent use.
 func CompileSchema(v any) (*jsonschema.Schema, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("schema cannot be represented as JSON: %w", err)
-	}
-	return schemas.get(sha256.Sum256(b), func() (*jsonschema.Schema, error) { return compileJSON(b) })
+	c, err := compileSchema(v)
+	return c.schema, err
 }
 
-var schemas = newMemo[*jsonschema.Schema](1024)
+// compiledSchema is a compiled schema and what validating against it may
+// cost (schemaCost), worked out once per distinct schema.
+type compiledSchema struct {
+	schema *jsonschema.Schema
+	cost   int
+}
+
+func compileSchema(v any) (compiledSchema, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return compiledSchema{}, fmt.Errorf("schema cannot be represented as JSON: %w", err)
+	}
+	return schemas.get(sha256.Sum256(b), func() (compiledSchema, error) {
+		s, err := compileJSON(b)
+		if err != nil {
+			return compiledSchema{}, err
+		}
+		return compiledSchema{schema: s, cost: schemaCost(s, inlineValidationBudget)}, nil
+	})
+}
+
+var schemas = newMemo[compiledSchema](1024)
 
 func compileJSON(b []byte) (*jsonschema.Schema, error) {
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
@@ -124,7 +142,6 @@ func refCycle(root *jsonschema.Schema) error {
 // fields (*Schema, slices, maps, and any for items and
 // additionalProperties).
 func allSchemas(root *jsonschema.Schema) []*jsonschema.Schema {
-	schemaType := reflect.TypeFor[*jsonschema.Schema]()
 	seen := map[*jsonschema.Schema]bool{}
 	var out []*jsonschema.Schema
 	var walk func(v reflect.Value)
@@ -166,6 +183,124 @@ func allSchemas(root *jsonschema.Schema) []*jsonschema.Schema {
 	}
 	walk(reflect.ValueOf(root))
 	return out
+}
+
+// inlineValidationBudget bounds the validations the server runs itself,
+// before a render goes to a worker process (Prompt.Render): the schema's
+// cost times the number of values in the variables. Validation in this
+// library costs about a microsecond per schema applied to a value, so
+// the budget is tens of milliseconds at worst and typical renders (a
+// schema of 20 nodes, a few hundred values) stay far below it. Anything
+// larger is validated in the worker, where the render's time and memory
+// bounds hold it: a hostile caller must not make the server itself spend
+// seconds of CPU.
+const inlineValidationBudget = 1 << 16
+
+// schemaCost is how many schemas validating one value against root can
+// apply to it at most: the schema's tree with every reference expanded
+// (each node of it applies to a value at most once). It is -1 when that
+// exceeds limit or is unbounded: a reference cycle through properties or
+// items is valid, but a value nested deep enough then meets the cycle's
+// branches at every level (two recursive oneOf branches double the work
+// per level), and $dynamicRef and $recursiveRef are resolved at
+// validation time, out of this static view.
+func schemaCost(root *jsonschema.Schema, limit int) int {
+	const visiting = -1
+	cost := map[*jsonschema.Schema]int{}
+	var visit func(s *jsonschema.Schema) int
+	visit = func(s *jsonschema.Schema) int {
+		if c, ok := cost[s]; ok {
+			return c // visiting: a cycle, -1
+		}
+		if s.DynamicRef != nil || s.RecursiveRef != nil {
+			return -1
+		}
+		cost[s] = visiting
+		n := 1
+		for _, c := range childSchemas(s) {
+			k := visit(c)
+			if k < 0 {
+				return -1
+			}
+			if n += k; n > limit {
+				return -1
+			}
+		}
+		cost[s] = n
+		return n
+	}
+	if root == nil {
+		return 0
+	}
+	return visit(root)
+}
+
+// childSchemas lists the schemas s refers to directly, through any
+// keyword (allSchemas' walk, stopping at each schema found).
+func childSchemas(s *jsonschema.Schema) []*jsonschema.Schema {
+	var out []*jsonschema.Schema
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		switch v.Kind() {
+		case reflect.Pointer:
+			if v.IsNil() {
+				return
+			}
+			if v.Type() == schemaType {
+				out = append(out, v.Interface().(*jsonschema.Schema))
+				return
+			}
+			walk(v.Elem())
+		case reflect.Interface:
+			if !v.IsNil() {
+				walk(v.Elem())
+			}
+		case reflect.Struct:
+			for i := 0; i < v.NumField(); i++ {
+				if v.Type().Field(i).IsExported() {
+					walk(v.Field(i))
+				}
+			}
+		case reflect.Slice, reflect.Array:
+			for i := 0; i < v.Len(); i++ {
+				walk(v.Index(i))
+			}
+		case reflect.Map:
+			it := v.MapRange()
+			for it.Next() {
+				walk(it.Value())
+			}
+		}
+	}
+	walk(reflect.ValueOf(s).Elem())
+	return out
+}
+
+var schemaType = reflect.TypeFor[*jsonschema.Schema]()
+
+// valueNodes counts the values in v (each object, array, and scalar),
+// stopping once the count passes limit.
+func valueNodes(v any, limit int) int {
+	n := 0
+	var walk func(v any)
+	walk = func(v any) {
+		if n > limit {
+			return
+		}
+		n++
+		switch t := v.(type) {
+		case map[string]any:
+			for _, x := range t {
+				walk(x)
+			}
+		case []any:
+			for _, x := range t {
+				walk(x)
+			}
+		}
+	}
+	walk(v)
+	return n
 }
 
 // ErrExternalRef is the cause the refusing loader gives for every URL.

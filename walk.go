@@ -62,7 +62,8 @@ var fields = []field{
 	{"input_schema", func(w *walker, p *Prompt, v *yaml.Node) {
 		p.InputSchema = w.schema("input_schema", v)
 		if p.InputSchema != nil && !w.decode {
-			p.input, _ = CompileSchema(p.InputSchema) // memoised: compiled just now
+			c, _ := compileSchema(p.InputSchema) // memoised: compiled just now
+			p.input, p.inputCost = c.schema, c.cost
 		}
 	}},
 	{"output_schema", func(w *walker, p *Prompt, v *yaml.Node) { p.OutputSchema = w.schema("output_schema", v) }},
