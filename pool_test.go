@@ -283,14 +283,20 @@ func TestRenderValidatesBeforeWorker(t *testing.T) {
 		return exec.Command("/nonexistent/render-worker")
 	}})
 	t.Cleanup(func() { pool.Close() })
-	p := mustParse(t, `template: "{{ n }} {{ tags|join }}"
+	src := `template: "{{ n }} {{ tags|join }}"
 input_schema:
   type: object
   properties:
     n: {type: integer, minimum: 1}
     tags: {type: array, items: {type: string}}
   required: [n]
-`)
+`
+	p := mustParse(t, src)
+	// A server keeps prompts from Decode, whose schema is compiled on use.
+	decoded, err := Decode("p.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		name string
 		vars map[string]any
@@ -303,13 +309,15 @@ input_schema:
 			"[{/n minimum: got 0, want 1} {/tags/1000 got number, want string}]"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := p.Render(context.Background(), tt.vars, Limits{Pool: pool, Timeout: time.Millisecond})
-			var ve *VariablesError
-			if !errors.As(err, &ve) {
-				t.Fatalf("err = %v, want a *VariablesError", err)
-			}
-			if got := fmt.Sprint(ve.List); got != tt.want {
-				t.Errorf("errors %s, want %s", got, tt.want)
+			for _, p := range []*Prompt{p, decoded} {
+				_, err := p.Render(context.Background(), tt.vars, Limits{Pool: pool, Timeout: time.Millisecond})
+				var ve *VariablesError
+				if !errors.As(err, &ve) {
+					t.Fatalf("err = %v, want a *VariablesError", err)
+				}
+				if got := fmt.Sprint(ve.List); got != tt.want {
+					t.Errorf("errors %s, want %s", got, tt.want)
+				}
 			}
 		})
 	}
