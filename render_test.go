@@ -70,9 +70,8 @@ func TestRenderSandbox(t *testing.T) {
 	}
 }
 
-func TestRenderVariables(t *testing.T) {
-	p := mustParse(t, `template: "{{ n }} {{ f }} {{ o.k }} {{ o.d }} {{ l|join(',') }}"
-input_schema:
+// variablesSchema declares defaults of each JSON type and a required object.
+const variablesSchema = `input_schema:
   type: object
   properties:
     n: {type: integer, default: 3}
@@ -80,7 +79,11 @@ input_schema:
     o: {type: object, properties: {k: {type: string}, d: {type: string, default: dd}}}
     l: {type: array, items: {type: integer}, default: [1, 2]}
   required: [o]
-`)
+`
+
+func TestRenderVariables(t *testing.T) {
+	p := mustParse(t, `template: "{{ n }} {{ f }} {{ o.k }} {{ o.d }} {{ l|join(',') }}"
+`+variablesSchema)
 	vars := map[string]any{"o": map[string]any{"k": "kk"}}
 	r, err := p.Render(context.Background(), vars, Limits{})
 	if err != nil {
@@ -275,15 +278,7 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 func TestDecodeRendersAsParse(t *testing.T) {
 	src := `system: "You help {{ o.k }}."
 template: "{{ n }} {{ f }} {{ o.k }} {{ o.d }} {{ l|join(',') }} {{ n * 2 ** 70 }}"
-input_schema:
-  type: object
-  properties:
-    n: {type: integer, default: 3}
-    f: {type: number, default: 2.5}
-    o: {type: object, properties: {k: {type: string}, d: {type: string, default: dd}}}
-    l: {type: array, items: {type: integer}, default: [1, 2]}
-  required: [o]
-`
+` + variablesSchema
 	parsed := mustParse(t, src)
 	decoded, err := Decode("p.yaml", []byte(src))
 	if err != nil {
