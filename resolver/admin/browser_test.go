@@ -215,3 +215,29 @@ func (b *browser) widths(page string) {
 	}
 	b.do("reset size", chromedp.EmulateReset())
 }
+
+// click clicks the first element matching the CSS selector sel. The
+// dashboard may re-render a section between chromedp finding the node and
+// clicking it (a list refreshed by the event stream, a page drawn once from
+// cache and again from the answer); the click then fails with "Could not
+// find node with given id" although the element is there. Such a click is
+// tried again on the element as it is now; any other failure is returned.
+func click(sel string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		var err error
+		for range 5 {
+			if _, err = chromedp.Click(chromedp.CSS(sel))(ctx, t); err == nil || !staleNode(err) {
+				return chromedp.Void{}, err
+			}
+		}
+		return chromedp.Void{}, fmt.Errorf("click %s: the element kept being replaced: %w", sel, err)
+	}
+}
+
+// staleNode reports whether err says the node chromedp found is gone from
+// the document (replaced by a re-render).
+func staleNode(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "Could not find node with given id") || strings.Contains(s, "Node is detached from document") ||
+		strings.Contains(s, "No node with given id found")
+}

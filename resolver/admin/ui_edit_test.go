@@ -22,7 +22,7 @@ func TestDashboardEditorInChromium(t *testing.T) {
 	e.g.Git("checkout", "-q", "-b", "scratch")
 
 	do("open", chromedp.Navigate(e.srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin-key")),
-		chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["admin"]), chromedp.Click(chromedp.CSS("#signin-submit")))
+		chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["admin"]), click("#signin-submit"))
 	waitJS("prompt list", `document.querySelector('#prompt-list tr[data-key="greet"]') !== null`)
 
 	// The versions list (a draft row among them) fits at every width.
@@ -34,7 +34,7 @@ func TestDashboardEditorInChromium(t *testing.T) {
 	widths("versions")
 
 	// Clicking a version row opens its source with line numbers and metadata.
-	do("open v1", chromedp.Click(chromedp.CSS(`#versions tr[data-label="v1"] td.msg`)))
+	do("open v1", click(`#versions tr[data-label="v1"] td.msg`))
 	waitJS("version page", `!document.querySelector('#view-version').hidden && document.querySelectorAll('#version-source tr').length === 4`)
 	if got := text(`#version-source tr[data-line="4"]`); !strings.HasPrefix(got, "4") || !strings.Contains(got, "Hello {{ input }}") {
 		t.Errorf("source line 4 = %q", got)
@@ -48,14 +48,14 @@ func TestDashboardEditorInChromium(t *testing.T) {
 	widths("source")
 
 	// The audit log's version cells open versions too.
-	do("audit", chromedp.Click(chromedp.CSS("#nav-audit")))
+	do("audit", click("#nav-audit"))
 	waitJS("audit rows", `document.querySelector('#audit a[href*="?v=v1"]') !== null`)
 	widths("audit")
 
 	// Edit: an error shows at its line as you type, then the fix clears it.
 	do("edit from v1", chromedp.Navigate(e.srv.URL+"/ui/#/p/greet?v=v1"))
 	waitJS("version page", `document.querySelector('#version-edit') !== null`)
-	do("open the editor", chromedp.Click(chromedp.CSS("#version-edit")))
+	do("open the editor", click("#version-edit"))
 	waitJS("editor", `!document.querySelector('#view-editor').hidden && document.querySelector('#editor').shadowRoot?.querySelector('.cm-content') != null`)
 	do("type an error", chromedp.Evaluate[chromedp.Void](`edit.cm.setValue("model: gpt-4o\ntemperature: 9\ntemplate: |\n  Hello {{ name }}, welcome.\n")`))
 	waitJS("problem at line 2", `document.querySelector('#editor-problems li[data-line="2"]') !== null && document.querySelector('#editor').shadowRoot?.querySelector('.cm-lintRange-error') != null`)
@@ -68,7 +68,7 @@ func TestDashboardEditorInChromium(t *testing.T) {
 
 	// Preview with variables.
 	do("variables", chromedp.Evaluate[chromedp.Void](`document.querySelector('#editor-vars').value = '{"name": "Ada"}'`),
-		chromedp.Click(chromedp.CSS("#editor-preview")))
+		click("#editor-preview"))
 	waitJS("preview", `document.querySelector('#preview-out pre') !== null`)
 	if got := text("#preview-out pre"); strings.TrimSpace(got) != "Hello Ada, welcome." {
 		t.Errorf("preview = %q", got)
@@ -76,16 +76,16 @@ func TestDashboardEditorInChromium(t *testing.T) {
 
 	// Save the draft on a branch, stage it, read it with a test key.
 	do("save", chromedp.Evaluate[chromedp.Void](`document.querySelector('#editor-branch').value = 'welcome-ada'`),
-		chromedp.SendKeys(chromedp.CSS("#editor-message"), "Welcome by name"), chromedp.Click(chromedp.CSS("#editor-save")))
+		chromedp.SendKeys(chromedp.CSS("#editor-message"), "Welcome by name"), click("#editor-save"))
 	waitJS("saved", `document.querySelector('#editor-result').textContent.includes('Saved draft:welcome-ada')`)
 	if got := e.g.Git("log", "-1", "--format=%an %s", "welcome-ada"); got != "test admin Welcome by name" {
 		t.Errorf("branch commit: %q", got)
 	}
 	do("versions", chromedp.Navigate(e.srv.URL+"/ui/#/p/greet"))
 	waitJS("draft listed", `document.querySelector('#versions tr[data-label="draft:welcome-ada"] button[data-action="stage"]') !== null`)
-	do("stage the draft", chromedp.Click(chromedp.CSS(`#versions tr[data-label="draft:welcome-ada"] button[data-action="stage"]`)))
+	do("stage the draft", click(`#versions tr[data-label="draft:welcome-ada"] button[data-action="stage"]`))
 	waitJS("confirm", `document.querySelector('#confirm-dialog').open`)
-	do("confirm", chromedp.Click(chromedp.CSS("#confirm-ok")))
+	do("confirm", click("#confirm-ok"))
 	waitJS("staged", `document.querySelector('#badge-staging').textContent === 'draft:welcome-ada'`)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -133,19 +133,19 @@ func TestRollbackContinueInEditor(t *testing.T) {
 	}
 
 	do("open", chromedp.Navigate(e.srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin-key")),
-		chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["admin"]), chromedp.Click(chromedp.CSS("#signin-submit")))
+		chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["admin"]), click("#signin-submit"))
 	waitJS("prompt list", `document.querySelector('#prompt-list tr[data-key="support/summarize"]') !== null`)
 	do("open summarize", chromedp.Navigate(e.srv.URL+"/ui/#/p/support/summarize"))
 	waitJS("versions", `document.querySelector('#versions tr[data-label="v1"] button[data-action="rollback"]') !== null`)
 
 	// The rollback dialog offers the editor beside rolling back.
-	do("rollback v1", chromedp.Click(chromedp.CSS(`#versions tr[data-label="v1"] button[data-action="rollback"]`)))
+	do("rollback v1", click(`#versions tr[data-label="v1"] button[data-action="rollback"]`))
 	waitJS("confirm dialog", `document.querySelector('#confirm-dialog').open && !document.querySelector('#confirm-extra').hidden`)
 	if got := text("#confirm-extra"); got != "Continue from v1 in the editor" {
 		t.Errorf("third button says %q", got)
 	}
 	b.screenshot("rollback-dialog")
-	do("continue in the editor", chromedp.Click(chromedp.CSS("#confirm-extra")))
+	do("continue in the editor", click("#confirm-extra"))
 	waitJS("editor", `!document.querySelector('#view-editor').hidden && edit.cm != null && document.querySelector('#editor-from').textContent.includes('v1')`)
 	got, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`edit.cm.getValue()`))
 	if err != nil {
@@ -169,7 +169,7 @@ func TestRollbackContinueInEditor(t *testing.T) {
 
 	// Save it as it is: the draft holds v1's exact content.
 	waitJS("valid", `!document.querySelector('#editor-save').disabled`)
-	do("save", chromedp.SendKeys(chromedp.CSS("#editor-message"), "Back to the v1 wording"), chromedp.Click(chromedp.CSS("#editor-save")))
+	do("save", chromedp.SendKeys(chromedp.CSS("#editor-message"), "Back to the v1 wording"), click("#editor-save"))
 	waitJS("saved", `document.querySelector('#editor-result').textContent.includes('Saved draft:`+branch+`')`)
 	if got := e.g.Git("show", branch+":prompts/support/summarize.yaml"); got != strings.TrimSuffix(v1.Source, "\n") {
 		t.Errorf("branch %s holds\n%q\nwant\n%q", branch, got, v1.Source)
@@ -180,7 +180,7 @@ func TestRollbackContinueInEditor(t *testing.T) {
 	do("versions", chromedp.Navigate(e.srv.URL+"/ui/#/p/support/summarize"))
 	label := "draft:" + branch
 	waitJS("draft listed", `document.querySelector('#versions tr[data-label="`+label+`"]') !== null`)
-	do("open the draft", chromedp.Click(chromedp.CSS(`#versions tr[data-label="`+label+`"] td.msg`)))
+	do("open the draft", click(`#versions tr[data-label="`+label+`"] td.msg`))
 	waitJS("draft page", `!document.querySelector('#view-version').hidden && document.querySelector('#version-label').textContent === '`+label+`'`)
 	lines, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#version-source td.code')].map(c => c.textContent)`))
 	if err != nil {

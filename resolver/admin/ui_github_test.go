@@ -65,19 +65,19 @@ func TestDashboardGitHubModeInChromium(t *testing.T) {
 	})
 
 	do("sign in", chromedp.Navigate(srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin-key")),
-		chromedp.SendKeys(chromedp.CSS("#signin-key"), key.Key), chromedp.Click(chromedp.CSS("#signin-submit")))
+		chromedp.SendKeys(chromedp.CSS("#signin-key"), key.Key), click("#signin-submit"))
 	waitJS("prompt list", `document.querySelector('#prompt-list tr[data-key="greet"]') !== null`)
 	do("open greet", chromedp.Navigate(srv.URL+"/ui/#/p/greet"))
 	waitJS("live v1", `document.querySelector('#badge-live').textContent === 'v1'`)
 
 	// Edit and save: a commit through the API and a pull request.
 	typed := "model: gpt-4o\ntemperature: 0.3\ntemplate: |\n  Hello {{ input }}, and welcome!\n"
-	do("edit", chromedp.Click(chromedp.CSS("#edit-prompt")))
+	do("edit", click("#edit-prompt"))
 	waitJS("editor", `!document.querySelector('#view-editor').hidden && edit.cm != null && edit.cm.getValue().includes('Hello {{ input }}')`)
 	do("type", chromedp.Evaluate[chromedp.Void](`edit.cm.setValue(`+jsString(typed)+`)`))
 	waitJS("valid", `document.querySelectorAll('#editor-problems li').length === 0 && !document.querySelector('#editor-save').disabled`)
 	do("save", chromedp.Evaluate[chromedp.Void](`document.querySelector('#editor-branch').value = 'warmer-greeting'`),
-		chromedp.SendKeys(chromedp.CSS("#editor-message"), "Warmer greeting"), chromedp.Click(chromedp.CSS("#editor-save")))
+		chromedp.SendKeys(chromedp.CSS("#editor-message"), "Warmer greeting"), click("#editor-save"))
 	b.waitFor("saved", `document.querySelector('#editor-result').textContent.includes('Saved draft:pr-1')`, 30*time.Second)
 	prURL := gh.URL + "/acme/prompts/pull/1"
 	if got := b.text(`#editor-result a[target="_blank"]`); got != "Pull request" {
@@ -125,9 +125,9 @@ func TestDashboardGitHubModeInChromium(t *testing.T) {
 	// GitHub refuses the merge (required reviews): its reason is shown,
 	// nothing moves.
 	gh.RefuseMerges(&githubtest.Refusal{Status: http.StatusMethodNotAllowed, Message: "At least 1 approving review is required by reviewers with write access."})
-	do("merge", chromedp.Click(chromedp.CSS(row+` button[data-action="merge-and-promote"]`)))
+	do("merge", click(row+` button[data-action="merge-and-promote"]`))
 	waitJS("confirm", `document.querySelector('#confirm-dialog').open`)
-	do("confirm", chromedp.Click(chromedp.CSS("#confirm-ok")))
+	do("confirm", click("#confirm-ok"))
 	b.waitFor("refusal shown", `document.querySelector('#toast').classList.contains('error') && document.querySelector('#toast').textContent.includes('approving review')`, 30*time.Second)
 	if got := text("#toast"); !strings.Contains(got, "GitHub refused to merge pull request #1") {
 		t.Errorf("refusal toast: %q", got)
@@ -142,9 +142,9 @@ func TestDashboardGitHubModeInChromium(t *testing.T) {
 
 	// Merge and promote: a real merge on main, then the new live version.
 	gh.RefuseMerges(nil)
-	do("merge again", chromedp.Click(chromedp.CSS(row+` button[data-action="merge-and-promote"]`)))
+	do("merge again", click(row+` button[data-action="merge-and-promote"]`))
 	waitJS("confirm", `document.querySelector('#confirm-dialog').open`)
-	do("confirm", chromedp.Click(chromedp.CSS("#confirm-ok")))
+	do("confirm", click("#confirm-ok"))
 	b.waitFor("live v2", `document.querySelector('#badge-live').textContent === 'v2' && document.querySelector('#toast').textContent === 'Merged draft:pr-1: live v1 → v2'`, 30*time.Second)
 	merge := gh.Git("rev-parse", "main")
 	if got := gh.Git("rev-parse", "main^1", "main^2"); got != mainBefore+"\n"+prs[0].HeadSHA {
@@ -186,16 +186,16 @@ func TestDashboardGitHubModeInChromium(t *testing.T) {
 	// its text becomes a second pull request, branched from main.
 	var v1 struct{ Source string }
 	getJSON("/v1/admin/prompts/greet/versions/v1", &v1)
-	do("rollback v1", chromedp.Click(chromedp.CSS(`#versions tr[data-label="v1"] button[data-action="rollback"]`)))
+	do("rollback v1", click(`#versions tr[data-label="v1"] button[data-action="rollback"]`))
 	waitJS("confirm", `document.querySelector('#confirm-dialog').open && !document.querySelector('#confirm-extra').hidden`)
-	do("continue in the editor", chromedp.Click(chromedp.CSS("#confirm-extra")))
+	do("continue in the editor", click("#confirm-extra"))
 	waitJS("editor", `!document.querySelector('#view-editor').hidden && document.querySelector('#editor-from').textContent.includes('v1')`)
 	if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`edit.cm.getValue()`)); got != v1.Source || v1.Source == "" {
 		t.Errorf("editor holds %q, want v1's source %q", got, v1.Source)
 	}
 	branch, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector('#editor-branch').value`))
 	waitJS("valid", `!document.querySelector('#editor-save').disabled`)
-	do("save", chromedp.SendKeys(chromedp.CSS("#editor-message"), "Back to the first greeting"), chromedp.Click(chromedp.CSS("#editor-save")))
+	do("save", chromedp.SendKeys(chromedp.CSS("#editor-message"), "Back to the first greeting"), click("#editor-save"))
 	b.waitFor("saved", `document.querySelector('#editor-result').textContent.includes('Saved draft:pr-2')`, 30*time.Second)
 	if prs := gh.PullRequests(); len(prs) != 2 || prs[1].Head != branch || prs[1].State != "open" {
 		t.Errorf("after continuing from v1, pull requests: %+v", prs)

@@ -33,10 +33,10 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	// Sign in: a wrong key is refused on the page, the admin key gets in.
 	do("open the dashboard", chromedp.Navigate(e.srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin-key")))
-	do("sign in with a live key", chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["live"]), chromedp.Click(chromedp.CSS("#signin-submit")))
+	do("sign in with a live key", chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["live"]), click("#signin-submit"))
 	waitJS("live key refused", `document.querySelector('#signin-error').textContent.includes('cannot use')`)
 	do("sign in", chromedp.Evaluate[chromedp.Void](`document.querySelector('#signin-key').value = ''`), chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["admin"]),
-		chromedp.Click(chromedp.CSS("#signin-submit")))
+		click("#signin-submit"))
 	waitJS("prompt list", `document.querySelector('#prompt-list tr[data-key="support/summarize"]') !== null`)
 	if got := text("#whoami"); got != e.keyIDs["admin"] {
 		t.Errorf("signed in as %q, want %q", got, e.keyIDs["admin"])
@@ -46,7 +46,7 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 
 	// The Versions tab: newest first, badges.
-	do("open the prompt", chromedp.Click(chromedp.CSS(`#prompt-list tr[data-key="support/summarize"] a`)))
+	do("open the prompt", click(`#prompt-list tr[data-key="support/summarize"] a`))
 	waitJS("versions", `document.querySelectorAll('#versions tr').length === 4`)
 	if got := rowLabels(); got != "v4,v3,v2,v1" {
 		t.Errorf("versions shown %s, want newest first", got)
@@ -68,8 +68,8 @@ func TestDashboardInChromium(t *testing.T) {
 	waitJS("all versions again", `document.querySelectorAll('#versions tr').length === 4`)
 
 	// A side-by-side diff of two chosen versions.
-	do("pick v2 and v4", chromedp.Click(chromedp.CSS(`#versions tr[data-label="v2"] td.pick input`)),
-		chromedp.Click(chromedp.CSS(`#versions tr[data-label="v4"] td.pick input`)), chromedp.Click(chromedp.CSS("#compare")))
+	do("pick v2 and v4", click(`#versions tr[data-label="v2"] td.pick input`),
+		click(`#versions tr[data-label="v4"] td.pick input`), click("#compare"))
 	waitJS("diff", `document.querySelectorAll('#diff-table tr.change').length === 1`)
 	if got := text("#diff-summary"); got != "v2 → v4: +1 −1" {
 		t.Errorf("diff summary %q", got)
@@ -81,39 +81,39 @@ func TestDashboardInChromium(t *testing.T) {
 	b.screenshot("dashboard-diff")
 
 	// Promote v4, then roll back to v1, confirming each in the dialog.
-	do("versions tab", chromedp.Click(chromedp.CSS("#tab-versions")),
-		chromedp.Click(chromedp.CSS(`#versions tr[data-label="v4"] button[data-action="promote"]`)))
+	do("versions tab", click("#tab-versions"),
+		click(`#versions tr[data-label="v4"] button[data-action="promote"]`))
 	waitJS("confirm dialog", `document.querySelector('#confirm-dialog').open`)
 	if got := text("#confirm-text"); !strings.Contains(got, "from v2 to v4") {
 		t.Errorf("promote confirmation says %q", got)
 	}
-	do("confirm promote", chromedp.Click(chromedp.CSS("#confirm-ok")))
+	do("confirm promote", click("#confirm-ok"))
 	waitJS("live is v4", textIs("#badge-live", "v4"))
 	waitJS("promote toast", `document.querySelector('#toast').textContent === 'Live: v2 → v4'`)
 
-	do("roll back", chromedp.Click(chromedp.CSS(`#versions tr[data-label="v1"] button[data-action="rollback"]`)))
+	do("roll back", click(`#versions tr[data-label="v1"] button[data-action="rollback"]`))
 	waitJS("confirm dialog", `document.querySelector('#confirm-dialog').open`)
-	do("cancel", chromedp.Click(chromedp.CSS("#confirm-cancel")))
+	do("cancel", click("#confirm-cancel"))
 	time.Sleep(100 * time.Millisecond)
 	if got := text("#badge-live"); got != "v4" {
 		t.Errorf("a cancelled rollback moved live to %s", got)
 	}
-	do("roll back again", chromedp.Click(chromedp.CSS(`#versions tr[data-label="v1"] button[data-action="rollback"]`)))
+	do("roll back again", click(`#versions tr[data-label="v1"] button[data-action="rollback"]`))
 	waitJS("confirm dialog", `document.querySelector('#confirm-dialog').open`)
-	do("confirm rollback", chromedp.Click(chromedp.CSS("#confirm-ok")))
+	do("confirm rollback", click("#confirm-ok"))
 	waitJS("live is v1", textIs("#badge-live", "v1"))
 
 	// Staging: point it at v4.
-	do("stage v4", chromedp.Click(chromedp.CSS(`#versions tr[data-label="v4"] button[data-action="stage"]`)))
+	do("stage v4", click(`#versions tr[data-label="v4"] button[data-action="stage"]`))
 	waitJS("confirm dialog", `document.querySelector('#confirm-dialog').open`)
-	do("confirm staging", chromedp.Click(chromedp.CSS("#confirm-ok")))
+	do("confirm staging", click("#confirm-ok"))
 	waitJS("staging is v4", textIs("#badge-staging", "v4"))
 	b.screenshot("dashboard-versions")
 
 	// Settings: switch staging off; the prompt page then says so.
-	do("settings", chromedp.Click(chromedp.CSS("#nav-settings")))
+	do("settings", click("#nav-settings"))
 	waitJS("switch on", `document.querySelector('#staging-toggle').checked === true`)
-	do("switch staging off", chromedp.Click(chromedp.CSS("label.switch")))
+	do("switch staging off", click("label.switch"))
 	waitJS("switch off", `document.querySelector('#staging-state').textContent.includes('Staging is off')`)
 	var st struct {
 		StagingEnabled bool `json:"staging_enabled"`
@@ -126,7 +126,7 @@ func TestDashboardInChromium(t *testing.T) {
 	waitJS("staging shown disabled", textIs("#badge-staging", "v4 (disabled)"))
 
 	// The audit log shows what this session did, newest first, by its key.
-	do("audit", chromedp.Click(chromedp.CSS("#nav-audit")))
+	do("audit", click("#nav-audit"))
 	waitJS("audit rows", `document.querySelectorAll('#audit tr').length >= 4`)
 	rows, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#audit tr')].slice(0, 4).map(r => r.innerText)`))
 	if err != nil {
@@ -148,7 +148,7 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 
 	// Sign out returns to the sign-in form; reloading stays signed out.
-	do("sign out", chromedp.Click(chromedp.CSS("#signout")))
+	do("sign out", click("#signout"))
 	waitJS("signed out", `!document.querySelector('#view-signin').hidden`)
 	do("reload", chromedp.Reload())
 	waitJS("still signed out", `!document.querySelector('#view-signin').hidden && document.querySelector('#top').hidden`)

@@ -18,14 +18,14 @@ func TestWebhooksPageInChromium(t *testing.T) {
 	do, waitJS := b.do, b.wait
 
 	do("open the dashboard", chromedp.Navigate(e.srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin-key")))
-	do("sign in", chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["admin"]), chromedp.Click(chromedp.CSS("#signin-submit")))
+	do("sign in", chromedp.SendKeys(chromedp.CSS("#signin-key"), e.keys["admin"]), click("#signin-submit"))
 	waitJS("prompt list", `document.querySelector('#prompt-list tr') !== null`)
-	do("webhooks", chromedp.Click(chromedp.CSS("#nav-webhooks")))
+	do("webhooks", click("#nav-webhooks"))
 	waitJS("event choices", `document.querySelectorAll('#wh-events input').length === 5`)
 	do("fill the form", chromedp.SendKeys(chromedp.CSS("#wh-url"), "https://hooks.example.com/pv"),
 		chromedp.SendKeys(chromedp.CSS("#wh-description"), "deploy pipeline"),
-		chromedp.Click(chromedp.CSS(`#wh-events input[value="prompt.promoted"]`)),
-		chromedp.Click(chromedp.CSS("#wh-add")))
+		click(`#wh-events input[value="prompt.promoted"]`),
+		click("#wh-add"))
 	waitJS("secret shown", `document.querySelector('#wh-secret-value').textContent.startsWith('whsec_')`)
 	hooks := e.hooks(t)
 	if len(hooks) != 1 || hooks[0].URL != "https://hooks.example.com/pv" || strings.Join(hooks[0].Events, ",") != index.EventPromoted ||
@@ -34,11 +34,11 @@ func TestWebhooksPageInChromium(t *testing.T) {
 	}
 	id := hooks[0].ID
 	waitJS("row listed", `document.querySelector('#wh-list tr[data-webhook="`+id+`"]') !== null`)
-	do("test", chromedp.Click(chromedp.CSS(`#wh-list tr[data-webhook="`+id+`"] button`)))
+	do("test", click(`#wh-list tr[data-webhook="`+id+`"] button`))
 	waitJS("ping in the log", `[...document.querySelectorAll('#wh-deliveries tr')].some(r => r.innerText.includes('ping'))`)
 	do("remove", chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll('#wh-list tr button')].find(b => b.textContent === 'Remove').click()`))
 	waitJS("confirm dialog", `document.querySelector('#confirm-dialog').open`)
-	do("confirm", chromedp.Click(chromedp.CSS("#confirm-ok")))
+	do("confirm", click("#confirm-ok"))
 	waitJS("row gone", `document.querySelector('#wh-list tr') === null && !document.querySelector('#wh-empty').hidden`)
 	if n := len(e.hooks(t)); n != 0 {
 		t.Errorf("%d endpoints left after Remove", n)
