@@ -394,6 +394,47 @@ func TestRenderBusy(t *testing.T) {
 	errorCode(t, <-done, 422, "render_failed")
 }
 
+// TestRenderSchemaErrorsWhileBusy: variables that break the input schema
+// are answered 422 validation_failed with their errors while the only
+// render worker is busy: the server validates them itself, so the answer
+// depends on no worker (it used to wait for the slot and answer 503, or
+// on a starved worker answer render_failed).
+func TestRenderSchemaErrorsWhileBusy(t *testing.T) {
+	env := newTestEnv(t, Options{RenderWorkers: 1, RenderTimeout: time.Minute})
+	addRenderPrompts(t, env)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() {
+		// 100,000 uppercasings of 900 KB: minutes of work in 200,000
+		// steps, so it runs until its minute is up or the client leaves.
+		body := `{"variables": {"pad": "` + strings.Repeat("p", 900<<10) + `"}}`
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, env.srv.URL+PromptsPrefix+"hostile/upperloop"+RenderSuffix, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+env.keys[index.KeyLive])
+		res, err := env.srv.Client().Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		done <- err
+	}()
+	eventually(t, time.Minute, func() string {
+		if env.h.renderLimits.Pool.Busy() == 0 {
+			return "slow render not started"
+		}
+		return ""
+	})
+	r := env.renderAs(t, index.KeyLive, "render/rich", `{"tickets": "no", "meta": {}}`)
+	d := errorCode(t, r, 422, "validation_failed")
+	if want := "[{/tickets got string, want array}]"; fmt.Sprint(d.Errors) != want {
+		t.Errorf("errors %q, want %s", d.Errors, want)
+	}
+	if env.h.renderLimits.Pool.Busy() == 0 {
+		t.Error("the slow render ended before the invalid one was answered; the test proves nothing")
+	}
+	cancel()
+	<-done
+}
+
 // TestInvalidTemplateNeverPromoted: a version whose template does not parse
 // (a file include, a macro) is indexed invalid; promote refuses it and
 // push auto-promotion leaves live where it was.
