@@ -173,7 +173,11 @@ func TestRenderHostileCorpus(t *testing.T) {
 				go func() {
 					defer rwg.Done()
 					code, body := render(t, srv.base, key, fmt.Sprintf("hostile/%02d", i), c.vars)
-					if code != c.want && code != 503 {
+					// 503: every worker busy. A render that may succeed
+					// can also run out of its 100 ms while the storm
+					// (and whatever else the machine runs) takes the CPU.
+					starved := c.want == 200 && code == 422 && strings.Contains(body, "longer than")
+					if code != c.want && code != 503 && !starved {
 						t.Errorf("round %d %s: %d %.300s", round, c.name, code, body)
 					}
 				}()

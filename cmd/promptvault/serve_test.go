@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -292,14 +293,20 @@ func TestServeFollowsEveryCLIChange(t *testing.T) {
 		}, func() bool { code, _ := doc(live, summarize); return code == http.StatusUnauthorized }},
 	} {
 		step.change()
-		start := time.Now()
+		// SPEC §5: served within a second, plus whatever time serve and
+		// this test (the reader polling) spent waiting for a CPU: on a
+		// busy machine the bound is on what serve does, not on how busy
+		// the machine is.
+		start, wait0 := time.Now(), pvtest.CPUWait(srv.Cmd.Process.Pid, os.Getpid())
+		var waited time.Duration
 		for !step.served() {
-			if time.Since(start) > time.Second {
-				t.Fatalf("%s: not served within a second", step.name)
+			waited = pvtest.CPUWait(srv.Cmd.Process.Pid, os.Getpid()) - wait0
+			if time.Since(start) > time.Second+waited {
+				t.Fatalf("%s: not served within a second plus the %v serve and this test waited for a CPU", step.name, waited)
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-		t.Logf("%s: served after %v", step.name, time.Since(start).Round(time.Millisecond))
+		t.Logf("%s: served after %v (%v waiting for a CPU)", step.name, time.Since(start).Round(time.Millisecond), waited.Round(time.Millisecond))
 	}
 	stop()
 	mu.Lock()

@@ -145,3 +145,33 @@ func WaitFor(t testing.TB, limit time.Duration, what string, cond func() bool) t
 	t.Fatalf("timed out waiting for %s", what)
 	return 0
 }
+
+// CPUWait is the time the threads of the processes pids have spent
+// runnable but waiting for a CPU, from the kernel's schedstat (the second
+// field of /proc/PID/task/TID/schedstat, in nanoseconds). A test that
+// asserts a latency adds the difference over the interval to its bound:
+// the bound then holds on an idle machine as written, and on a busy one
+// measures the program rather than the machine. A thread that exits takes
+// its share along, so a difference can only undercount.
+func CPUWait(pids ...int) time.Duration {
+	var sum time.Duration
+	for _, pid := range pids {
+		dir := fmt.Sprintf("/proc/%d/task", pid)
+		tasks, err := os.ReadDir(dir)
+		if err != nil {
+			continue // the process is gone
+		}
+		for _, task := range tasks {
+			b, err := os.ReadFile(filepath.Join(dir, task.Name(), "schedstat"))
+			if err != nil {
+				continue
+			}
+			if f := strings.Fields(string(b)); len(f) >= 2 {
+				var n int64
+				fmt.Sscan(f[1], &n)
+				sum += time.Duration(n)
+			}
+		}
+	}
+	return sum
+}
