@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -112,7 +113,12 @@ func TestRenderHostileCorpus(t *testing.T) {
 	for i, c := range corpus {
 		t.Run(c.name, func(t *testing.T) {
 			before := workerExits(t, srv.base)
+			workers := children(t, pid)
 			code, body := render(t, srv.base, key, fmt.Sprintf("hostile/%02d", i), c.vars)
+			atAnswer := make(map[int]time.Duration, len(workers))
+			for _, w := range workers {
+				atAnswer[w] = procCPU(t, w)
+			}
 			starved := c.want == 200 && code == 422 && strings.Contains(body, "longer than")
 			if code != c.want && !starved { // a busy machine may starve a worker of its 100 ms
 				t.Fatalf("render: %d %s, want %d", code, body, c.want)
@@ -128,9 +134,16 @@ func TestRenderHostileCorpus(t *testing.T) {
 					t.Errorf("render worker exits %v → %v; want its worker killed", before, after)
 				}
 			}
-			// Settle, then measure: the answer is out, nothing may still
-			// compute on its account. A new worker starting counts too.
-			time.Sleep(300 * time.Millisecond)
+			// The answer is out: nothing may still compute on its
+			// account. Measured as CPU time, which the load of the
+			// machine does not change: each worker that was there when
+			// the render started (the one that rendered, the spare)
+			// goes idle or away and uses less than 200 ms of CPU after
+			// the answer (a worker that kept computing stays runnable
+			// and adds up however little CPU a busy machine gives it);
+			// then serve and all its workers, new ones starting
+			// included, use less than 200 ms in the next 500 ms.
+			quiet(t, pid, atAnswer, 200*time.Millisecond)
 			cpu0 := treeCPU(t, pid)
 			time.Sleep(500 * time.Millisecond)
 			if d := treeCPU(t, pid) - cpu0; d > 200*time.Millisecond {
@@ -290,6 +303,71 @@ func treeCPU(t testing.TB, pid int) time.Duration {
 		}
 	}
 	return time.Duration(total) * tick
+}
+
+// children are the process IDs whose parent is pid.
+func children(t testing.TB, pid int) []int {
+	var out []int
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		child, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if f := statFields(t, child); f != nil && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// procCPU is the CPU time the kernel has charged to pid's own threads
+// (utime + stime), or -1 when it is gone.
+func procCPU(t testing.TB, pid int) time.Duration {
+	f := statFields(t, pid)
+	if f == nil {
+		return -1
+	}
+	u, _ := strconv.ParseInt(f[14-3], 10, 64)
+	s, _ := strconv.ParseInt(f[15-3], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond // USER_HZ is 100
+}
+
+// quiet waits until every worker in from (CPU time at the answer by
+// process ID) is gone or no longer runnable ("R" covers running and
+// waiting for a CPU), and fails the test when one used more than limit
+// of CPU since from was taken, or is still runnable a minute on.
+func quiet(t testing.TB, serve int, from map[int]time.Duration, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	last := maps.Clone(from)
+	for {
+		runnable := 0
+		for w := range from {
+			f := statFields(t, w)
+			if f == nil || f[1] != strconv.Itoa(serve) {
+				continue // gone (its PID may be reused by now)
+			}
+			if cpu := procCPU(t, w); cpu >= 0 {
+				last[w] = cpu
+			}
+			if f[0] == "R" {
+				runnable++
+			}
+		}
+		for w, cpu := range last {
+			if from[w] >= 0 && cpu-from[w] > limit {
+				t.Fatalf("render worker %d used %v of CPU after the answer; want < %v", w, cpu-from[w], limit)
+			}
+		}
+		if runnable == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d render workers still runnable a minute after the answer", runnable)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // statFields returns /proc/PID/stat's fields after the command name
