@@ -77,7 +77,7 @@ func TestFailedBuildKeepsThePreviousDocument(t *testing.T) {
 	env.otherProcess(t, rollback(key, "v1"))
 	// The rollback is in the index; the server notices it, fails to build
 	// v1 and keeps v2. Wait until it has noticed, reading all along.
-	eventually(t, 10*time.Second, func() string {
+	eventually(t, time.Minute, func() string {
 		r := env.read(t, index.KeyLive, key)
 		if r.status != http.StatusOK {
 			t.Fatalf("read during a failed build: %d %s", r.status, r.body)
@@ -112,7 +112,7 @@ func TestFailedBuildKeepsThePreviousDocument(t *testing.T) {
 	// The content arrives (as a backfill would write it): the retry loop
 	// serves v1 without any change-feed entry.
 	env.rawExec(t, "INSERT INTO contents(blob_sha, data) VALUES(?, ?)", v1.BlobSHA, content)
-	eventually(t, 10*time.Second, func() string {
+	eventually(t, time.Minute, func() string {
 		if b := decodeRead(t, env.read(t, index.KeyLive, key)); b.Version != "v1" {
 			return "still " + b.Version
 		}
@@ -178,7 +178,7 @@ func TestReadyOnlyWhenEveryLivePointerIsServed(t *testing.T) {
 	}
 
 	env.rawExec(t, "INSERT INTO contents(blob_sha, data) VALUES(?, ?)", greet.BlobSHA, content)
-	eventually(t, 10*time.Second, func() string {
+	eventually(t, time.Minute, func() string {
 		if code, body := get("/readyz", ""); code != http.StatusOK {
 			return body
 		}

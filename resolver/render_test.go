@@ -92,7 +92,7 @@ func addRenderPrompts(tb testing.TB, env *testEnv) {
 	}
 	env.commit(tb, "render prompts", files)
 	env.sync(tb) // auto-promotes (push mode)
-	eventually(tb, 5*time.Second, func() string {
+	eventually(tb, time.Minute, func() string {
 		if r := env.read(tb, index.KeyLive, "render/rich"); r.status != 200 {
 			return fmt.Sprintf("render/rich not served yet: %d", r.status)
 		}
@@ -211,7 +211,7 @@ func TestRender(t *testing.T) {
 			_, err := tx.SetStaging(ctx, "support/summarize", "draft:feature", "test")
 			return err
 		})
-		eventually(t, 5*time.Second, func() string {
+		eventually(t, time.Minute, func() string {
 			r := env.renderAs(t, index.KeyTest, "support/summarize", `{"text": "t"}`)
 			json.Unmarshal(r.body, &got)
 			if got.Env != "staging" || got.Messages[1].Content != "Summarize draft:feature: t" {
@@ -375,7 +375,7 @@ func TestRenderBusy(t *testing.T) {
 	addRenderPrompts(t, env)
 	done := make(chan response)
 	go func() { done <- env.renderAs(t, index.KeyLive, "hostile/nested", `{}`) }()
-	eventually(t, 5*time.Second, func() string {
+	eventually(t, time.Minute, func() string {
 		if env.h.renderLimits.Pool.Busy() == 0 {
 			return "slow render not started"
 		}

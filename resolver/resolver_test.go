@@ -128,7 +128,7 @@ func TestStaging(t *testing.T) {
 			if tt.change != nil {
 				env.update(t, tt.change)
 			}
-			eventually(t, within, func() string {
+			servedWithin(t, func() string {
 				b := decodeRead(t, env.read(t, index.KeyTest, key))
 				if b.Version != tt.testVersion || b.Env != tt.testEnv {
 					return fmt.Sprintf("test key reads %s (%s), want %s (%s)", b.Version, b.Env, tt.testVersion, tt.testEnv)
@@ -247,7 +247,7 @@ func TestETag(t *testing.T) {
 			_, err := tx.Rollback(ctx, "support/summarize", "v1", "test")
 			return err
 		})
-		eventually(t, within, func() string {
+		servedWithin(t, func() string {
 			r := env.get(t, http.MethodGet, path, auth, "If-None-Match", etag)
 			if r.status != 200 || r.header.Get("ETag") == etag {
 				return fmt.Sprintf("status %d, ETag %s after live moved", r.status, r.header.Get("ETag"))
@@ -260,7 +260,7 @@ func TestETag(t *testing.T) {
 			_, err := tx.SetStaging(ctx, "support/summarize", "v1", "test")
 			return err
 		})
-		eventually(t, within, func() string {
+		servedWithin(t, func() string {
 			l := env.read(t, index.KeyLive, "support/summarize")
 			s := env.read(t, index.KeyTest, "support/summarize")
 			if decodeRead(t, s).Env != "staging" {
@@ -342,7 +342,7 @@ func TestUnauthorized(t *testing.T) {
 			return err
 		})
 		auth := "Bearer " + k.Key
-		eventually(t, within, func() string {
+		servedWithin(t, func() string {
 			if r := env.get(t, http.MethodGet, PromptsPrefix+"greet", auth); r.status != 200 {
 				return fmt.Sprintf("new key: status %d", r.status)
 			}
@@ -352,7 +352,7 @@ func TestUnauthorized(t *testing.T) {
 			_, err := tx.RevokeKey(ctx, k.ID, "cli")
 			return err
 		})
-		eventually(t, within, func() string {
+		servedWithin(t, func() string {
 			if r := env.get(t, http.MethodGet, PromptsPrefix+"greet", auth); r.status != 401 {
 				return fmt.Sprintf("revoked key: status %d", r.status)
 			}
@@ -459,7 +459,7 @@ func TestChangeFromOtherProcess(t *testing.T) {
 		return err
 	})
 	start := time.Now()
-	eventually(t, within, func() string {
+	servedWithin(t, func() string {
 		if b := decodeRead(t, env.read(t, index.KeyLive, "support/summarize")); b.Version != "v1" {
 			return "still " + b.Version
 		}
@@ -469,7 +469,7 @@ func TestChangeFromOtherProcess(t *testing.T) {
 	t.Run("a new sync's promotion", func(t *testing.T) {
 		env.commit(t, "greet v2", map[string]string{"prompts/greet.yaml": "template: Hi {{ name }}\n"})
 		env.sync(t) // auto-promotes under the default "push" mode
-		eventually(t, within, func() string {
+		servedWithin(t, func() string {
 			if b := decodeRead(t, env.read(t, index.KeyLive, "greet")); b.Version != "v2" {
 				return "greet still " + b.Version
 			}
@@ -481,7 +481,7 @@ func TestChangeFromOtherProcess(t *testing.T) {
 func TestKeyLastUsed(t *testing.T) {
 	env := newTestEnv(t, Options{TouchInterval: 20 * time.Millisecond})
 	decodeRead(t, env.read(t, index.KeyTest, "greet"))
-	eventually(t, 2*time.Second, func() string {
+	eventually(t, time.Minute, func() string {
 		var keys []index.APIKey
 		env.update(t, func(ctx context.Context, tx *index.Tx) (err error) {
 			keys, err = tx.Keys(ctx)
@@ -601,7 +601,7 @@ func TestReadsNeverTouchGit(t *testing.T) {
 		{index.KeyTest, "support/summarize", "draft:feature"},
 		{index.KeyLive, "support/summarize?version=v2", "v2"},
 	} {
-		eventually(t, within, func() string {
+		servedWithin(t, func() string {
 			r := env.read(t, tt.keyEnv, tt.path)
 			if r.status != http.StatusOK {
 				return fmt.Sprintf("%s: %d %s", tt.path, r.status, r.body)
