@@ -292,13 +292,8 @@ func treeCPU(t testing.TB, pid int) time.Duration {
 		return n
 	}
 	total := sum(f, 14, 15, 16, 17)
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		child, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		if cf := statFields(t, child); cf != nil && cf[1] == strconv.Itoa(pid) {
+	for _, child := range children(t, pid) {
+		if cf := statFields(t, child); cf != nil {
 			total += sum(cf, 14, 15)
 		}
 	}
