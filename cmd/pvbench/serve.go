@@ -115,6 +115,10 @@ func runServe(args []string) error {
 	}
 	fmt.Printf("serve pid %d, %d prompts served\n", pid, len(keys))
 	fmt.Printf("%-44s %8.1f MB (peak %.1f MB; goal ≤ 100 MB)\n", "RSS after reading every prompt", rss, hwm)
+	// Render workers are processes of their own (started at the first
+	// render, one kept warm): their memory is the deployment's too.
+	kids, n := childrenRSS(pid)
+	fmt.Printf("%-44s %8.1f MB in %d processes\n", "RSS of render workers (serve's children)", kids, n)
 
 	// Idle: let start-up work settle, then count CPU ticks.
 	time.Sleep(5 * time.Second)
@@ -256,6 +260,24 @@ func procMemory(pid int) (rss, hwm float64, err error) {
 		}
 	}
 	return rss, hwm, sc.Err()
+}
+
+// childrenRSS sums VmRSS over pid's live children, in MB.
+func childrenRSS(pid int) (mb float64, n int) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil || child == pid {
+			continue
+		}
+		if _, ppid, err := statCPU(child); err == nil && ppid == pid {
+			if rss, _, err := procMemory(child); err == nil {
+				mb += rss
+				n++
+			}
+		}
+	}
+	return mb, n
 }
 
 // procCPU is the user plus system time of pid and its live children (a
