@@ -262,8 +262,9 @@ func procMemory(pid int) (rss, hwm float64, err error) {
 	return rss, hwm, sc.Err()
 }
 
-// childrenRSS sums VmRSS over pid's live children, in MB.
-func childrenRSS(pid int) (mb float64, n int) {
+// children lists pid's live children (a render worker pool, say).
+func children(pid int) []int {
+	var out []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		child, err := strconv.Atoi(e.Name())
@@ -271,29 +272,32 @@ func childrenRSS(pid int) (mb float64, n int) {
 			continue
 		}
 		if _, ppid, err := statCPU(child); err == nil && ppid == pid {
-			if rss, _, err := procMemory(child); err == nil {
-				mb += rss
-				n++
-			}
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// childrenRSS sums VmRSS over pid's live children, in MB.
+func childrenRSS(pid int) (mb float64, n int) {
+	for _, c := range children(pid) {
+		if rss, _, err := procMemory(c); err == nil {
+			mb += rss
+			n++
 		}
 	}
 	return mb, n
 }
 
-// procCPU is the user plus system time of pid and its live children (a
-// render worker pool, say), from /proc/PID/stat in clock ticks of 10 ms.
+// procCPU is the user plus system time of pid and its live children, from
+// /proc/PID/stat in clock ticks of 10 ms.
 func procCPU(pid int) (time.Duration, error) {
 	total, _, err := statCPU(pid)
 	if err != nil {
 		return 0, err
 	}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		child, err := strconv.Atoi(e.Name())
-		if err != nil || child == pid {
-			continue
-		}
-		if t, ppid, err := statCPU(child); err == nil && ppid == pid {
+	for _, c := range children(pid) {
+		if t, _, err := statCPU(c); err == nil {
 			total += t
 		}
 	}
