@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -341,7 +343,11 @@ func fetch(ctx context.Context, url, key string) ([]byte, error) {
 }
 
 // baseline is the bare server: ServeMux, the same route, an auth map and a
-// document map, the same bytes with Content-Type and Content-Length.
+// document map, the same bytes with the same headers (SPEC §3's ETag,
+// Cache-Control and Vary besides Content-Type and Content-Length) and the
+// same http.Server timeouts as serve, so the ratio is promptvault's own cost
+// (authentication, snapshot lookup, metrics), not the contract's headers or
+// the per-request deadlines a production server sets.
 type baseline struct {
 	Addr string
 	srv  *http.Server
@@ -352,6 +358,8 @@ func (b *baseline) Close() { b.srv.Close() }
 func startBaseline(apiKey, path string, doc []byte) (*baseline, error) {
 	auth := map[string]bool{"Bearer " + apiKey: true}
 	docs := map[string][]byte{strings.TrimPrefix(path, "/v1/prompts/"): doc}
+	sum := sha256.Sum256(doc)
+	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/prompts/{key...}", func(w http.ResponseWriter, r *http.Request) {
 		if !auth[r.Header.Get("Authorization")] {
@@ -363,15 +371,20 @@ func startBaseline(apiKey, path string, doc []byte) (*baseline, error) {
 			http.Error(w, `{"error":{"code":"not_found","message":"not found"}}`, http.StatusNotFound)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", strconv.Itoa(len(d)))
+		h := w.Header()
+		h.Set("Cache-Control", "no-cache")
+		h.Set("Content-Length", strconv.Itoa(len(d)))
+		h.Set("Content-Type", "application/json")
+		h.Set("Etag", etag)
+		h.Set("Vary", "Authorization")
 		w.Write(d)
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	b := &baseline{Addr: l.Addr().String(), srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	b := &baseline{Addr: l.Addr().String(), srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: time.Minute, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}}
 	go b.srv.Serve(l)
 	return b, nil
 }
