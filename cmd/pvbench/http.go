@@ -120,18 +120,7 @@ func benchHTTP(ctx context.Context, c httpConfig) (err error) {
 	if err := serve.Start(); err != nil {
 		return fmt.Errorf("start serve: %w", err)
 	}
-	// Stop exactly the process started here, by its PID.
-	defer func() {
-		serve.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { serve.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			serve.Process.Kill()
-			<-done
-		}
-	}()
+	defer stop(serve, 5*time.Second)
 	serveURL := "http://" + addr
 	if err := waitReady(ctx, serveURL+"/readyz", 60*time.Second); err != nil {
 		return fmt.Errorf("serve (pid %d, log %s): %w", serve.Process.Pid, logPath, err)

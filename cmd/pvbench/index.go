@@ -49,17 +49,9 @@ func runIndex(args []string) error {
 	fs.Parse(args)
 	ctx := context.Background()
 
-	src := filepath.Join(*cache, fmt.Sprintf("src-%d-%d.git", *prompts, *commits))
-	if _, err := os.Stat(src); err != nil {
-		fmt.Printf("generating %d prompts x %d commits into %s ...\n", *prompts, *commits, src)
-		tmp := src + ".tmp"
-		os.RemoveAll(tmp)
-		if err := gitgen.Generate(ctx, tmp, *prompts, *commits, 0); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, src); err != nil {
-			return err
-		}
+	src, err := generated(ctx, *cache, *prompts, *commits)
+	if err != nil {
+		return err
 	}
 	work, err := os.MkdirTemp(*cache, "run-")
 	if err != nil {

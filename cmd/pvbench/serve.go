@@ -12,10 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/promptvault/promptvault/gitstore/gitgen"
 	"github.com/promptvault/promptvault/index"
 )
 
@@ -35,17 +33,9 @@ func runServe(args []string) error {
 	fs.Parse(args)
 	ctx := context.Background()
 
-	src := filepath.Join(*cache, fmt.Sprintf("src-%d-%d.git", *prompts, *commits))
-	if _, err := os.Stat(src); err != nil {
-		fmt.Printf("generating %d prompts x %d commits into %s ...\n", *prompts, *commits, src)
-		tmp := src + ".tmp"
-		os.RemoveAll(tmp)
-		if err := gitgen.Generate(ctx, tmp, *prompts, *commits, 0); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, src); err != nil {
-			return err
-		}
+	src, err := generated(ctx, *cache, *prompts, *commits)
+	if err != nil {
+		return err
 	}
 	if *data == "" {
 		work, err := os.MkdirTemp(*cache, "serve-")
@@ -83,18 +73,7 @@ func runServe(args []string) error {
 		return fmt.Errorf("start serve: %w", err)
 	}
 	pid := serve.Process.Pid
-	// Stop exactly the process started here, by its PID.
-	defer func() {
-		serve.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { serve.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			serve.Process.Kill()
-			<-done
-		}
-	}()
+	defer stop(serve, 10*time.Second)
 	url := "http://" + addr
 	if err := waitReady(ctx, url+"/readyz", 10*time.Minute); err != nil {
 		return fmt.Errorf("serve (pid %d, log %s): %w", pid, logf.Name(), err)
